@@ -1,0 +1,86 @@
+"""Checks on a composed search config, run before any work starts; each failure is one line naming the key."""
+
+import math
+import re
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+SPACES = {"amlfs", "amlfs_tau", "ce"}
+HEADS = {"linear", "cosine"}
+
+
+class ConfigError(ValueError):
+    """A config value that a search cannot run with."""
+
+
+def _value(cfg: DictConfig, key: str):
+    return OmegaConf.select(cfg, key, default=None)
+
+
+def _fail(key: str, value, allowed: str):
+    raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def _integer(cfg: DictConfig, key: str, minimum: int, why: str = "") -> int:
+    value = _value(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        _fail(key, value, f"use an integer >= {minimum}{why}")
+    return value
+
+
+def _real(cfg: DictConfig, key: str, low: float, high: float, *, low_open: bool, high_open: bool, optional: bool = False):
+    value = _value(cfg, key)
+    if optional and value is None:
+        return None
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    inside = (number > low if low_open else number >= low) and (number < high if high_open else number <= high)
+    if not inside:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        _fail(key, value, f"use a number in {interval}" + (" or null" if optional else ""))
+    return number
+
+
+def _choice(cfg: DictConfig, key: str, choices: set[str]) -> str:
+    value = _value(cfg, key)
+    if value not in choices:
+        _fail(key, value, f"choose one of {', '.join(sorted(choices))}")
+    return value
+
+
+def resolve_device(value) -> torch.device:
+    """The torch device for config ``device`` (auto: CUDA when present, else CPU)."""
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if value == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", str(value))
+    if not match:
+        _fail("device", value, "choose auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        _fail("device", value, "CUDA is not available on this machine; use device=cpu or device=auto")
+    if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
+        _fail("device", value, f"this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device(value)
+
+
+def validate(cfg: DictConfig) -> torch.device:
+    """Raise ConfigError for the first value a search cannot run with; return the device to use."""
+    space = _choice(cfg, "space.name", SPACES)
+    searching = space != "ce"
+    _integer(cfg, "space.intervals", 1)
+    _integer(cfg, "search.population", 2 if searching else 1, f" for space={space}" if searching else "")
+    _integer(cfg, "search.epochs", 1)
+    head = _choice(cfg, "model.head", HEADS)
+    if space == "amlfs" and head != "cosine":
+        _fail("model.head", head, "space=amlfs transforms cosine logits and needs model.head=cosine (or use space=amlfs_tau)")
+    _real(cfg, "model.scale", 0, math.inf, low_open=True, high_open=True)
+    _real(cfg, "controller.sigma", 0, math.inf, low_open=True, high_open=True)
+    _real(cfg, "controller.sigma_final", 0, math.inf, low_open=True, high_open=True, optional=True)
+    _real(cfg, "controller.lr", 0, math.inf, low_open=False, high_open=True)
+    _real(cfg, "dataset.val_fraction", 0, 1, low_open=True, high_open=True)
+    _integer(cfg, "train.batch_size", 1)
+    _integer(cfg, "train.eval_batch_size", 1)
+    _real(cfg, "train.lr", 0, math.inf, low_open=True, high_open=True)
+    _integer(cfg, "log.curve_every", 1)
+    return resolve_device(_value(cfg, "device"))

@@ -1,0 +1,37 @@
+"""Pictures of searched losses: L(p_y) and, where searched, the logit transform t."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from amlfs.space import LossSpace  # noqa: E402
+
+
+def loss_curves(space: LossSpace, curves: dict[str, torch.Tensor], points: int = 400) -> plt.Figure:
+    """A figure of each named parameter vector's L(p_y) = -log tau(p_y), and t(cos) if the space has t.
+
+    Cross-entropy (the identity parameters) is drawn for reference.
+    """
+    curves = {"cross-entropy": space.identity(), **curves}
+    p = torch.linspace(1e-3, 1.0, points, dtype=torch.float64)
+    panels = [("tau", p, "target probability p_y", "loss -log tau(p_y)")]
+    if "t" in space.transforms:
+        panels.append(("t", torch.linspace(-1.0, 1.0, points, dtype=torch.float64), "target cosine", "t(cos)"))
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for axis, (name, x, xlabel, ylabel) in zip(axes[0], panels):
+        for label, theta in curves.items():
+            theta = theta.detach().double().cpu().unsqueeze(0)
+            if name == "t":
+                y = space.transform("t", theta, x.unsqueeze(0))[0]
+            else:
+                y = space.loss_from_log_prob(theta, x.log().unsqueeze(0))[0]
+            style = {"color": "black", "linestyle": "--"} if label == "cross-entropy" else {}
+            axis.plot(x.numpy(), y.numpy(), label=label, **style)
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3)
+    axes[0][0].legend()
+    figure.tight_layout()
+    return figure

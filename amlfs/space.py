@@ -1,0 +1,119 @@
+"""The AM-LFS loss search space, evaluated for a whole batch of parameter vectors at once.
+
+A parameter vector theta holds, for each transform the space uses, M slopes then M
+intercepts of a piecewise-linear function on M equal intervals:
+
+- ``t`` on [-1, 1] maps the target-class cosine of a cosine-classifier head,
+  so the target logit ``s * cos`` becomes ``s * t(cos)``;
+- ``tau`` on [0, 1] maps the target-class softmax probability p_y, and the loss
+  is ``-log(tau(p_y))``.
+
+Slopes 1 and intercepts 0 give exactly cross-entropy.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+TRANSFORMS = {"t": (-1.0, 1.0), "tau": (0.0, 1.0)}
+TAU_FLOOR = 1e-8
+"""tau(p_y) is clamped to at least this, so a non-positive tau gives a finite loss with zero gradient."""
+
+
+def piecewise_linear(x: torch.Tensor, slopes: torch.Tensor, intercepts: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """Evaluate ``slopes[..., i] * x + intercepts[..., i]`` where i is the interval of [lo, hi] holding x.
+
+    x: [B, N]; slopes, intercepts: [B, M]. Values outside [lo, hi] use the end pieces.
+    """
+    m = slopes.shape[-1]
+    piece = ((x.detach() - lo) * (m / (hi - lo))).floor().long().clamp_(0, m - 1)
+    return slopes.gather(-1, piece) * x + intercepts.gather(-1, piece)
+
+
+@dataclass(frozen=True)
+class LossSpace:
+    """A family of losses indexed by a flat parameter vector.
+
+    transforms: which of "t" and "tau" the space uses (none: plain cross-entropy).
+    intervals: M, the number of equal pieces of each transform.
+    scale: s of the cosine head; needed only by "t".
+    """
+
+    transforms: tuple[str, ...]
+    intervals: int
+    scale: float = 1.0
+
+    @property
+    def dim(self) -> int:
+        return 2 * self.intervals * len(self.transforms)
+
+    @property
+    def needs_cosine_head(self) -> bool:
+        return "t" in self.transforms
+
+    def names(self) -> list[str]:
+        """One name per parameter, e.g. ``tau.slope3``, in the order of theta."""
+        return [
+            f"{transform}.{kind}{i}"
+            for transform in self.transforms
+            for kind in ("slope", "intercept")
+            for i in range(self.intervals)
+        ]
+
+    def identity(self) -> torch.Tensor:
+        """The parameter vector of cross-entropy: slopes 1, intercepts 0."""
+        piece = torch.cat([torch.ones(self.intervals), torch.zeros(self.intervals)])
+        return piece.repeat(len(self.transforms)).double()
+
+    def unpack(self, theta: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Split theta [B, dim] into {transform: (slopes [B, M], intercepts [B, M])}."""
+        if theta.shape[-1] != self.dim:
+            raise ValueError(f"theta has {theta.shape[-1]} entries, this space needs {self.dim}")
+        chunks = theta.split(self.intervals, dim=-1)
+        return {name: (chunks[2 * i], chunks[2 * i + 1]) for i, name in enumerate(self.transforms)}
+
+    def transform(self, name: str, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Apply transform `name` under each parameter vector: theta [B, dim], x [B, N] -> [B, N]."""
+        slopes, intercepts = self.unpack(theta)[name]
+        return piecewise_linear(x, slopes, intercepts, *TRANSFORMS[name])
+
+    def loss(self, theta: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses [B, N] for B parameter vectors.
+
+        theta: [B, dim]. logits: [B, N, C], or [N, C] shared by all B. target: [N] or [B, N].
+        With "t", logits must be those of a cosine head, ``scale * cos``.
+        """
+        b = theta.shape[0]
+        logits = logits.expand(b, *logits.shape[-2:])
+        target = target.expand(b, logits.shape[1]).unsqueeze(-1)
+        theta = theta.to(logits.dtype)
+        if "t" in self.transforms:
+            target_logit = logits.gather(-1, target).squeeze(-1)
+            cos = target_logit / self.scale
+            shift = self.scale * (self.transform("t", theta, cos) - cos)
+            logits = logits.scatter_add(-1, target, shift.unsqueeze(-1))
+        log_p = F.log_softmax(logits, dim=-1).gather(-1, target).squeeze(-1)
+        return self.loss_from_log_prob(theta, log_p)
+
+    def loss_from_log_prob(self, theta: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+        """-log tau(p_y) from log p_y [B, N] (after t); plain -log p_y when the space has no tau."""
+        params = self.unpack(theta.to(log_p.dtype))
+        if "tau" not in params:
+            return -log_p
+        slopes, intercepts = params["tau"]
+        p = log_p.exp()
+        piece = (p.detach() * self.intervals).floor().long().clamp_(0, self.intervals - 1)
+        slope, intercept = slopes.gather(-1, piece), intercepts.gather(-1, piece)
+        general = -(slope * p + intercept).clamp_min(TAU_FLOOR).log()
+        # On a piece with zero intercept, -log(c p) = -log c - log p: exact even where p underflows.
+        through_origin = -(slope.clamp_min(TAU_FLOOR).log() + log_p)
+        return torch.where((intercept == 0) & (slope > 0), through_origin, general)
+
+
+def build_space(name: str, intervals: int, scale: float = 1.0) -> LossSpace:
+    """The space of config ``space=<name>``."""
+    transforms = {"amlfs": ("t", "tau"), "amlfs_tau": ("tau",), "ce": ()}
+    if name not in transforms:
+        raise ValueError(f"unknown space {name!r}; choose one of {sorted(transforms)}")
+    return LossSpace(transforms[name], intervals, scale)

@@ -1,0 +1,32 @@
+"""Shared test helpers: composing the search config and running the CLI."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def compose_search(overrides=()):
+    """The composed search config with `overrides`, as `python -m amlfs.search` would see it."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="search", overrides=list(overrides), return_hydra_config=False)
+
+
+def run_cli(run_dir: Path, *overrides: str, module: str = "amlfs.search", flags=(), env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run an amlfs Hydra app in a subprocess with its run dir at `run_dir` (`flags` such as --multirun go first)."""
+    command = [sys.executable, "-m", module, *flags, f"hydra.run.dir={run_dir}", "device=cpu", *overrides]
+    environment = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=environment, timeout=900)
+
+
+@pytest.fixture
+def tiny_overrides():
+    """A search of a few seconds: 2 children, 2 epochs, a few hundred embedded images."""
+    return ["experiment=smoke"]

@@ -1,0 +1,63 @@
+"""Configs: every group option and experiment composes and validates; bad values get one clear error."""
+
+import pytest
+import torch
+
+from amlfs.config import ConfigError, validate
+from amlfs.models import build_model
+from amlfs.space import build_space
+
+from conftest import CONFIGS, compose_search
+
+GROUPS = ["dataset", "model", "space", "controller"]
+EXPERIMENTS = sorted(path.stem for path in (CONFIGS / "experiment").glob("*.yaml"))
+
+
+def compatible(group: str, option: str) -> list[str]:
+    """Overrides that make `group=option` a valid combination (a linear head cannot use space=amlfs)."""
+    return [f"{group}={option}", "device=cpu"] + (["space=amlfs_tau"] if group == "model" else [])
+
+
+@pytest.mark.parametrize("group,option", [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))])
+def test_every_group_option_composes_and_validates(group, option):
+    cfg = compose_search(compatible(group, option))
+    assert cfg[group].name == option
+    assert validate(cfg) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("head", ["linear", "cosine"])
+def test_model_heads_build(head):
+    cfg = compose_search([f"model.head={head}", "space=amlfs_tau"])
+    model = build_model(cfg.model, (1, 28, 28), 10)
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_and_validates(name):
+    cfg = compose_search([f"experiment={name}", "device=cpu"])
+    validate(cfg)
+    build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale)
+
+
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (["model.head=linear"], "model.head"),
+        (["search.population=1"], "search.population"),
+        (["search.epochs=0"], "search.epochs"),
+        (["space.intervals=0"], "space.intervals"),
+        (["controller.sigma=0"], "controller.sigma"),
+        (["controller.sigma=abc"], "controller.sigma"),
+        (["dataset.val_fraction=1.0"], "dataset.val_fraction"),
+        (["train.batch_size=0"], "train.batch_size"),
+        (["device=tpu"], "device"),
+        (["device=cuda:7"], "device"),
+    ],
+)
+def test_bad_values_name_their_key(overrides, key):
+    with pytest.raises(ConfigError, match=rf"^{key}="):
+        validate(compose_search(overrides))
+
+
+def test_plain_cross_entropy_runs_with_one_child():
+    validate(compose_search(["space=ce", "search.population=1", "device=cpu"]))
