@@ -29,6 +29,8 @@ def loss_curves(space: LossSpace, curves: dict[str, torch.Tensor], points: int =
                 y = space.loss_from_log_prob(theta, x.log().unsqueeze(0))[0]
             style = {"color": "black", "linestyle": "--"} if label == "cross-entropy" else {}
             axis.plot(x.numpy(), y.numpy(), label=label, **style)
+        if name == "tau":
+            axis.set_ylim(-0.5, 1.5 * float(-p[0].log()))
         axis.set_xlabel(xlabel)
         axis.set_ylabel(ylabel)
         axis.grid(alpha=0.3)
