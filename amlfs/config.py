@@ -6,7 +6,11 @@ import re
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from amlfs.noise import ASYMMETRIC_MAPS
+
 SPACES = {"amlfs", "amlfs_tau", "ce"}
+MODELS = {"mlp", "cnn", "lenet5", "resnet20", "resnet32", "resnet56"}
+DATASETS = {"fashion_mnist_small", "mnist", "fashion_mnist", "cifar10", "cifar100"}
 HEADS = {"linear", "cosine"}
 
 
@@ -22,10 +26,12 @@ def _fail(key: str, value, allowed: str):
     raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
 
 
-def _integer(cfg: DictConfig, key: str, minimum: int, why: str = "") -> int:
+def _integer(cfg: DictConfig, key: str, minimum: int, why: str = "", optional: bool = False) -> int | None:
     value = _value(cfg, key)
+    if optional and value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        _fail(key, value, f"use an integer >= {minimum}{why}")
+        _fail(key, value, f"use an integer >= {minimum}{why}" + (" or null" if optional else ""))
     return value
 
 
@@ -71,6 +77,7 @@ def validate(cfg: DictConfig) -> torch.device:
     _integer(cfg, "space.intervals", 1)
     _integer(cfg, "search.population", 2 if searching else 1, f" for space={space}" if searching else "")
     _integer(cfg, "search.epochs", 1)
+    _choice(cfg, "model.name", MODELS)
     head = _choice(cfg, "model.head", HEADS)
     if space == "amlfs" and head != "cosine":
         _fail("model.head", head, "space=amlfs transforms cosine logits and needs model.head=cosine (or use space=amlfs_tau)")
@@ -78,7 +85,15 @@ def validate(cfg: DictConfig) -> torch.device:
     _real(cfg, "controller.sigma", 0, math.inf, low_open=True, high_open=True)
     _real(cfg, "controller.sigma_final", 0, math.inf, low_open=True, high_open=True, optional=True)
     _real(cfg, "controller.lr", 0, math.inf, low_open=False, high_open=True)
+    _choice(cfg, "dataset.name", DATASETS)
     _real(cfg, "dataset.val_fraction", 0, 1, low_open=True, high_open=True)
+    _integer(cfg, "dataset.max_train", 1, optional=True)
+    _integer(cfg, "dataset.max_test", 1, optional=True)
+    noise = _choice(cfg, "dataset.noise.kind", {"none", "symmetric", "asymmetric"})
+    _real(cfg, "dataset.noise.rate", 0, 1, low_open=False, high_open=True)
+    _choice(cfg, "dataset.noise.validation", {"clean", "noisy"})
+    if noise == "asymmetric":
+        _choice(cfg, "dataset.noise_map", set(ASYMMETRIC_MAPS))
     _integer(cfg, "train.batch_size", 1)
     _integer(cfg, "train.eval_batch_size", 1)
     _real(cfg, "train.lr", 0, math.inf, low_open=True, high_open=True)

@@ -1,7 +1,7 @@
 """Data resident on the training device: uint8 splits, index-slice batches, batched normalisation and augmentation."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,13 +24,18 @@ class Split:
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (rest, held_out): `fraction` of each class held out, chosen by `seed`; both sorted."""
+    """Indices (rest, held_out), both sorted: round(fraction * N) examples held out, chosen by `seed`.
+
+    Each class gives its share rounded down; the examples left over go to the classes with the largest remainders.
+    """
     rng = np.random.default_rng(seed)
-    held_out = []
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        held_out.append(members[: int(round(fraction * len(members)))])
-    held_out = np.sort(np.concatenate(held_out))
+    classes, counts = np.unique(labels, return_counts=True)
+    share = fraction * counts
+    quota = np.floor(share).astype(int)
+    left_over = int(round(fraction * len(labels))) - quota.sum()
+    quota[np.lexsort((rng.random(len(classes)), -(share - quota)))[:left_over]] += 1
+    held_out = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)])
+    held_out = np.sort(held_out)
     rest = np.setdiff1d(np.arange(len(labels)), held_out, assume_unique=True)
     return rest, held_out
 
@@ -62,6 +67,7 @@ class DeviceData:
     std: torch.Tensor
     augment: bool = False
     crop_padding: int = 4
+    info: dict = field(default_factory=dict)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -82,15 +88,6 @@ class DeviceData:
     def eval_batches(self, split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(split), batch_size):
             yield self.normalise(split.images[start : start + batch_size]), split.labels[start : start + batch_size]
-
-    def sizes(self) -> dict:
-        return {
-            "train": len(self.train),
-            "val": len(self.val),
-            "test": len(self.test),
-            "num_classes": self.num_classes,
-            "image_shape": list(self.image_shape),
-        }
 
 
 def epoch_stream(n: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Generator]:

@@ -1,18 +1,27 @@
-"""Image datasets as host arrays: the embedded Fashion-MNIST subset and torchvision's datasets."""
+"""Image datasets as host arrays: the embedded Fashion-MNIST subset and torchvision's datasets, with their error paths."""
 
+import gzip
 import hashlib
 import io
 import json
 import lzma
+import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.utils import to_absolute_path
+from torchvision.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST
 
+from amlfs import atomic
+from amlfs.config import ConfigError
 from amlfs.data import DeviceData, Split, stratified_split
-from amlfs.idx import DataFileError
+from amlfs.idx import DataFileError, read_idx
+from amlfs.noise import corrupt_labels
 from amlfs.seeding import derive_seed
 
 
@@ -49,10 +58,159 @@ def load_embedded(name: str = "fashion_mnist_small", assets=None) -> ImageArrays
     )
 
 
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+PUBLISHED_SHA256 = {
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+"""sha256 of the original uncompressed MNIST and Fashion-MNIST files."""
+
+
+@dataclass(frozen=True)
+class TorchvisionSource:
+    """Where a torchvision dataset keeps its files under the root, and the archives they come from."""
+
+    dataset: type
+    folder: str
+    files: tuple[str, ...]
+    archives: tuple[str, ...]
+    num_classes: int
+
+    @property
+    def is_idx(self) -> bool:
+        return self.files == IDX_FILES
+
+
+SOURCES = {
+    "mnist": TorchvisionSource(MNIST, "MNIST/raw", IDX_FILES, tuple(f"{f}.gz" for f in IDX_FILES), 10),
+    "fashion_mnist": TorchvisionSource(FashionMNIST, "FashionMNIST/raw", IDX_FILES, tuple(f"{f}.gz" for f in IDX_FILES), 10),
+    "cifar10": TorchvisionSource(
+        CIFAR10, CIFAR10.base_folder, tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
+        (CIFAR10.filename,), 10,
+    ),
+    "cifar100": TorchvisionSource(CIFAR100, CIFAR100.base_folder, ("train", "test", "meta"), (CIFAR100.filename,), 100),
+}
+
+
+def _extract_idx(source: TorchvisionSource, archives: Path, folder: Path) -> None:
+    """Decompress the original ``*-ubyte.gz`` files from `archives` into torchvision's raw folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in source.files:
+        packed, plain = archives / f"{name}.gz", archives / name
+        if plain.exists():
+            atomic.write_bytes(folder / name, plain.read_bytes())
+            continue
+        try:
+            atomic.write_bytes(folder / name, gzip.decompress(packed.read_bytes()))
+        except (OSError, EOFError, zlib.error) as err:
+            raise DataFileError(f"{packed}: cannot decompress ({err}); fetch the original archive again") from None
+
+
+def _extract_tar(archive: Path, root: Path) -> None:
+    """Unpack a CIFAR ``*-python.tar.gz`` into `root`."""
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        raise DataFileError(f"{archive}: cannot unpack ({err}); fetch the original archive again") from None
+
+
+def _verify_idx(name: str, folder: Path, files: tuple[str, ...]) -> None:
+    for file in files:
+        if hashlib.sha256((folder / file).read_bytes()).hexdigest() != PUBLISHED_SHA256[name][file]:
+            raise DataFileError(
+                f"{folder / file}: does not match the published {name} file (corrupt or altered); "
+                "delete it and fetch it again, or set dataset.verify=false for IDX files of your own"
+            )
+
+
+def _unverified(dataset: type) -> type:
+    """The torchvision CIFAR class with its md5 checks off (files need only exist), for data of your own."""
+    return type(f"Unverified{dataset.__name__}", (dataset,), {
+        "train_list": [[file, None] for file, _ in dataset.train_list],
+        "test_list": [[file, None] for file, _ in dataset.test_list],
+        "meta": {**dataset.meta, "md5": None},
+    })
+
+
+def load_torchvision(cfg) -> ImageArrays:
+    """Load MNIST, Fashion-MNIST, CIFAR-10 or CIFAR-100 through torchvision from ``dataset.root``.
+
+    Missing files are extracted from ``dataset.archives`` when set, else downloaded when ``dataset.download``.
+    """
+    source = SOURCES[cfg.name]
+    root = Path(to_absolute_path(cfg.root))
+    folder = root / source.folder
+    missing = [file for file in source.files if not (folder / file).exists()]
+    if missing and cfg.archives:
+        archives = Path(to_absolute_path(cfg.archives))
+        absent = [a for a in source.archives if not (archives / a).exists() and not (archives / a.removesuffix(".gz")).exists()]
+        if absent:
+            raise DataFileError(f"dataset {cfg.name}: dataset.archives={archives} lacks {', '.join(absent)}")
+        if source.is_idx:
+            _extract_idx(source, archives, folder)
+        else:
+            _extract_tar(archives / source.archives[0], root)
+        missing = [file for file in source.files if not (folder / file).exists()]
+    if missing and not cfg.download:
+        raise DataFileError(
+            f"dataset {cfg.name}: not found under {root} (expected {', '.join(missing)} in {folder}); "
+            f"set dataset.download=true, or dataset.archives=<folder with {', '.join(source.archives)}>"
+        )
+    if missing:
+        try:
+            source.dataset(str(root), train=True, download=True)
+        except Exception as err:  # torchvision wraps network failures in RuntimeError
+            raise DataFileError(
+                f"dataset {cfg.name}: download into {root} failed ({err}); "
+                f"set dataset.archives=<folder with {', '.join(source.archives)}>"
+            ) from None
+    if source.is_idx:
+        for file in source.files:
+            read_idx(folder / file)
+        if cfg.verify:
+            _verify_idx(cfg.name, folder, source.files)
+    dataset = source.dataset if cfg.verify or source.is_idx else _unverified(source.dataset)
+    try:
+        train, test = dataset(str(root), train=True), dataset(str(root), train=False)
+    except Exception as err:  # torchvision reports corrupt files with RuntimeError, pickle, numpy or zlib errors
+        hint = ", or set dataset.verify=false for files of your own" if "corrupted" in str(err) else ""
+        raise DataFileError(
+            f"dataset {cfg.name}: cannot read the files in {folder} ({type(err).__name__}: {err}); "
+            f"delete them and fetch them again{hint}"
+        ) from None
+    return ImageArrays(
+        train_images=_channels_first(train.data),
+        train_labels=np.asarray(train.targets, dtype=np.int64),
+        test_images=_channels_first(test.data),
+        test_labels=np.asarray(test.targets, dtype=np.int64),
+        num_classes=source.num_classes,
+    )
+
+
+def _channels_first(images) -> np.ndarray:
+    """torchvision's MNIST data [N, H, W] (tensor) or CIFAR data [N, H, W, C] (array) -> uint8 [N, C, H, W]."""
+    images = np.asarray(images, dtype=np.uint8)
+    return images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+
+
 def load_arrays(cfg) -> ImageArrays:
     """The host arrays of config group ``dataset``."""
     if cfg.name == "fashion_mnist_small":
         return load_embedded(cfg.name)
+    if cfg.name in SOURCES:
+        return load_torchvision(cfg)
     raise ValueError(f"dataset={cfg.name!r} is not a known dataset")
 
 
@@ -65,19 +223,41 @@ def _subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int
 
 
 def load_data(cfg, device: torch.device, augment: bool = False) -> DeviceData:
-    """Load config group ``dataset``, carve the validation split from training data, and move all to `device`."""
+    """Load config group ``dataset``: carve the validation split from the training data, add label noise, move to `device`.
+
+    Noise touches the training part, and the validation part too when ``noise.validation=noisy``;
+    the test split keeps its labels.
+    """
     arrays = load_arrays(cfg)
     seed = cfg.split_seed
     train_images, train_labels = _subset(arrays.train_images, arrays.train_labels, cfg.max_train, derive_seed(seed, "max_train"))
     test_images, test_labels = _subset(arrays.test_images, arrays.test_labels, cfg.max_test, derive_seed(seed, "max_test"))
     rest, held_out = stratified_split(train_labels, cfg.val_fraction, derive_seed(seed, "val"))
+    if len(held_out) == 0 or len(rest) == 0:
+        raise ConfigError(f"dataset.val_fraction={cfg.val_fraction} is not allowed: it splits {len(train_labels)} training images into {len(rest)} + {len(held_out)}")
+    noise = cfg.noise
+    labels = {"train": train_labels[rest], "val": train_labels[held_out]}
+    noisy = {
+        part: corrupt_labels(clean, noise.kind, noise.rate, arrays.num_classes, derive_seed(noise.seed, "noise", part), cfg.noise_map)
+        if part == "train" or noise.validation == "noisy" else clean
+        for part, clean in labels.items()
+    }
     channels = train_images.shape[1]
     return DeviceData(
-        train=Split.from_arrays(train_images[rest], train_labels[rest], device),
-        val=Split.from_arrays(train_images[held_out], train_labels[held_out], device),
+        train=Split.from_arrays(train_images[rest], noisy["train"], device),
+        val=Split.from_arrays(train_images[held_out], noisy["val"], device),
         test=Split.from_arrays(test_images, test_labels, device),
         num_classes=arrays.num_classes,
         mean=torch.tensor(list(cfg.mean), device=device).view(1, channels, 1, 1),
         std=torch.tensor(list(cfg.std), device=device).view(1, channels, 1, 1),
         augment=augment,
+        info={
+            "train": len(rest),
+            "val": len(held_out),
+            "test": len(test_labels),
+            "num_classes": arrays.num_classes,
+            "image_shape": list(train_images.shape[1:]),
+            "noise_rate_observed": float(np.mean(noisy["train"] != labels["train"])),
+            "noise_rate_observed_val": float(np.mean(noisy["val"] != labels["val"])),
+        },
     )

@@ -38,6 +38,15 @@ class Classifier(nn.Module):
         return self.head(self.features(x))
 
 
+def mlp(in_channels: int, image_size: int, hidden: list[int]) -> tuple[nn.Module, int]:
+    """Fully-connected layers with ReLU on the flattened image."""
+    layers, width = [nn.Flatten()], in_channels * image_size * image_size
+    for out in hidden:
+        layers += [nn.Linear(width, out), nn.ReLU()]
+        width = out
+    return nn.Sequential(*layers), width
+
+
 def small_cnn(in_channels: int, image_size: int, channels: list[int], hidden: int) -> tuple[nn.Module, int]:
     """3x3 conv + ReLU + 2x2 max-pool blocks, then one hidden fully-connected layer."""
     layers, width, size = [], in_channels, image_size
@@ -48,11 +57,72 @@ def small_cnn(in_channels: int, image_size: int, channels: list[int], hidden: in
     return nn.Sequential(*layers), hidden
 
 
+def lenet5(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+    """LeNet-5 (LeCun et al. 1998) with ReLU and max-pooling; 28x28 inputs are padded to 32x32 by the first conv."""
+    padding = max(0, (32 - image_size) // 2)
+    size = ((image_size + 2 * padding - 4) // 2 - 4) // 2
+    features = nn.Sequential(
+        nn.Conv2d(in_channels, 6, 5, padding=padding), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * size * size, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+    )
+    return features, 84
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with a parameter-free shortcut (He et al. 2016, option A)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.stride = stride
+        self.extra_channels = out_channels - in_channels
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1 and self.extra_channels == 0:
+            return x
+        x = x[:, :, :: self.stride, :: self.stride]
+        half = self.extra_channels // 2
+        return F.pad(x, (0, 0, 0, 0, half, self.extra_channels - half))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def cifar_resnet(in_channels: int, depth: int) -> tuple[nn.Module, int]:
+    """ResNet-(6n+2) for 32x32 images: 3 stages of n blocks with 16, 32, 64 channels, global average pool."""
+    if (depth - 2) % 6:
+        raise ValueError(f"model.depth={depth}: a CIFAR ResNet has depth 6n+2 (20, 32, 44, 56, 110)")
+    blocks = (depth - 2) // 6
+    layers = [nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    width = 16
+    for stage, out in enumerate((16, 32, 64)):
+        for i in range(blocks):
+            layers.append(BasicBlock(width, out, 2 if stage > 0 and i == 0 else 1))
+            width = out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    features = nn.Sequential(*layers)
+    for module in features.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return features, width
+
+
 def build_model(cfg, image_shape: tuple[int, int, int], num_classes: int) -> Classifier:
     """The model of config group ``model`` for images of `image_shape` (C, H, W)."""
     in_channels, image_size, _ = image_shape
-    if cfg.name == "cnn":
+    if cfg.name == "mlp":
+        features, dim = mlp(in_channels, image_size, list(cfg.hidden))
+    elif cfg.name == "cnn":
         features, dim = small_cnn(in_channels, image_size, list(cfg.channels), cfg.hidden)
+    elif cfg.name == "lenet5":
+        features, dim = lenet5(in_channels, image_size)
+    elif cfg.name.startswith("resnet"):
+        features, dim = cifar_resnet(in_channels, cfg.depth)
     else:
         raise ValueError(f"model={cfg.name!r} is not a known model")
     return Classifier(features, dim, num_classes, cfg.head, cfg.scale)

@@ -37,13 +37,13 @@ def format_seconds(seconds: float) -> str:
 class Recorder:
     """Writes one search's record: per-epoch results and scalars, loss-curve images, final hparams."""
 
-    def __init__(self, run_dir: Path, config: dict, space: LossSpace, data_sizes: dict, curve_every: int):
+    def __init__(self, run_dir: Path, config: dict, space: LossSpace, data_info: dict, curve_every: int):
         self.run_dir = Path(run_dir)
         self.space = space
         self.epochs = config["search"]["epochs"]
         self.curve_every = curve_every
         self.writer = SummaryWriter(str(self.run_dir / "tb"))
-        self.results = {"epochs": [], "final": None, "data": data_sizes, "config": config}
+        self.results = {"epochs": [], "final": None, "data": data_info, "config": config}
         self.started = time.perf_counter()
 
     def epoch(self, record: dict, train_loss: list[float], sigma: float, images_per_second: float) -> None:

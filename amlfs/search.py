@@ -39,7 +39,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict:
         epochs=cfg.search.epochs, seed=derive_seed(cfg.seed, "controller"), learn=c.learn,
     )
     population = SequentialPopulation(model, space, data, cfg.train, seed=cfg.seed, shared_batches=cfg.search.shared_batches)
-    recorder = Recorder(run_dir, OmegaConf.to_container(cfg, resolve=True), space, data.sizes(), cfg.log.curve_every)
+    recorder = Recorder(run_dir, OmegaConf.to_container(cfg, resolve=True), space, data.info, cfg.log.curve_every)
     if space.dim == 0 and cfg.search.population > 1 and cfg.search.shared_batches:
         log.warning("space=ce has no loss parameters: the %d children are identical; search.population=1 gives the same result", cfg.search.population)
     log.info("searching %s over %d parameters on %s (%s), %d children x %d epochs, run dir %s",

@@ -1,0 +1,61 @@
+"""Label noise: observed rates, the asymmetric class maps, determinism."""
+
+import numpy as np
+import pytest
+
+from amlfs.noise import ASYMMETRIC_MAPS, CIFAR100_SUPERCLASSES, corrupt_labels
+
+
+def balanced(classes: int, per_class: int) -> np.ndarray:
+    return np.random.default_rng(0).permutation(np.repeat(np.arange(classes), per_class))
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.4, 0.8])
+def test_symmetric_rate_and_targets(rate):
+    labels = np.random.default_rng(1).integers(0, 10, 45000)
+    noisy = corrupt_labels(labels, "symmetric", rate, 10, seed=0)
+    changed = noisy != labels
+    assert abs(changed.mean() - rate) < 0.01
+    for c in range(10):
+        assert abs(changed[labels == c].mean() - rate) < 0.01
+    targets = np.bincount(noisy[changed & (labels == 0)], minlength=10)
+    assert targets[0] == 0
+    assert targets[1:].min() > 0.8 * targets[1:].mean()  # uniform over the other nine classes
+
+
+@pytest.mark.parametrize("name,classes", [("mnist", 10), ("fashion_mnist", 10), ("cifar10", 10), ("cifar100", 100)])
+def test_asymmetric_noise_follows_the_map(name, classes):
+    labels = balanced(classes, 500)
+    noisy = corrupt_labels(labels, "asymmetric", 0.4, classes, seed=0, class_map=name)
+    mapping = ASYMMETRIC_MAPS[name]
+    changed = noisy != labels
+    assert all(noisy[i] == mapping[labels[i]] for i in np.flatnonzero(changed))
+    for c in range(classes):
+        expected = 0.4 if c in mapping and mapping[c] != c else 0.0
+        assert changed[labels == c].mean() == pytest.approx(expected, abs=0.002)
+
+
+def test_published_maps():
+    assert ASYMMETRIC_MAPS["cifar10"] == {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+    assert ASYMMETRIC_MAPS["mnist"] == {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}
+    assert sorted(c for group in CIFAR100_SUPERCLASSES for c in group) == list(range(100))
+    superclass = {c: i for i, group in enumerate(CIFAR100_SUPERCLASSES) for c in group}
+    cifar100 = ASYMMETRIC_MAPS["cifar100"]
+    assert sorted(cifar100.values()) == list(range(100))  # a permutation
+    assert all(superclass[a] == superclass[b] and a != b for a, b in cifar100.items())
+    assert cifar100[4] == 30 and cifar100[95] == 4  # beaver -> dolphin, whale -> beaver (aquatic mammals)
+
+
+def test_same_seed_same_noise_other_seed_other_noise():
+    labels = balanced(10, 100)
+    first = corrupt_labels(labels, "symmetric", 0.4, 10, seed=3)
+    assert np.array_equal(first, corrupt_labels(labels, "symmetric", 0.4, 10, seed=3))
+    assert not np.array_equal(first, corrupt_labels(labels, "symmetric", 0.4, 10, seed=4))
+    assert np.array_equal(corrupt_labels(labels, "none", 0.4, 10, seed=3), labels)
+
+
+def test_unknown_kind_or_map_is_refused():
+    with pytest.raises(ValueError, match="noise.kind"):
+        corrupt_labels(np.zeros(4, dtype=int), "pairflip", 0.2, 10, seed=0)
+    with pytest.raises(ValueError, match="no asymmetric noise map"):
+        corrupt_labels(np.zeros(4, dtype=int), "asymmetric", 0.2, 10, seed=0, class_map="svhn")
