@@ -7,6 +7,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from amlfs.noise import ASYMMETRIC_MAPS
+from amlfs.population import BACKENDS
 
 SPACES = {"amlfs", "amlfs_tau", "ce"}
 MODELS = {"mlp", "cnn", "lenet5", "resnet20", "resnet32", "resnet56"}
@@ -16,6 +17,20 @@ HEADS = {"linear", "cosine"}
 
 class ConfigError(ValueError):
     """A config value that a search cannot run with."""
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    """Nested config -> {"a.b": value}, values kept when bool/int/float/str, else written as strings (lists, None)."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
 
 
 def _value(cfg: DictConfig, key: str):
@@ -94,7 +109,15 @@ def validate(cfg: DictConfig) -> torch.device:
     _choice(cfg, "dataset.noise.validation", {"clean", "noisy"})
     if noise == "asymmetric":
         _choice(cfg, "dataset.noise_map", set(ASYMMETRIC_MAPS))
+    _choice(cfg, "search.backend", set(BACKENDS))
+    _real(cfg, "search.max_train_loss", 0, math.inf, low_open=True, high_open=False)
+    _integer(cfg, "search.max_failed_epochs", 1)
+    if not isinstance(_value(cfg, "resume"), bool):
+        _fail("resume", _value(cfg, "resume"), "use true or false")
     _integer(cfg, "train.batch_size", 1)
+    _choice(cfg, "train.dtype", {"float32", "float64"})
+    if _value(cfg, "train.autocast") is not None:
+        _choice(cfg, "train.autocast", {"bf16"})
     _integer(cfg, "train.eval_batch_size", 1)
     _real(cfg, "train.lr", 0, math.inf, low_open=True, high_open=True)
     _integer(cfg, "log.curve_every", 1)

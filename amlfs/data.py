@@ -67,6 +67,7 @@ class DeviceData:
     std: torch.Tensor
     augment: bool = False
     crop_padding: int = 4
+    dtype: torch.dtype = torch.float32
     info: dict = field(default_factory=dict)
 
     @property
@@ -74,7 +75,7 @@ class DeviceData:
         return tuple(self.train.images.shape[1:])
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() / 255 - self.mean) / self.std
+        return (images.to(self.dtype) / 255 - self.mean) / self.std
 
     def train_batches(self, order: torch.Tensor, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of the training split in `order`; augmented (drawing from `generator`) when enabled."""

@@ -222,7 +222,7 @@ def _subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int
     return images[keep], labels[keep]
 
 
-def load_data(cfg, device: torch.device, augment: bool = False) -> DeviceData:
+def load_data(cfg, device: torch.device, augment: bool = False, dtype: torch.dtype = torch.float32) -> DeviceData:
     """Load config group ``dataset``: carve the validation split from the training data, add label noise, move to `device`.
 
     Noise touches the training part, and the validation part too when ``noise.validation=noisy``;
@@ -248,9 +248,10 @@ def load_data(cfg, device: torch.device, augment: bool = False) -> DeviceData:
         val=Split.from_arrays(train_images[held_out], noisy["val"], device),
         test=Split.from_arrays(test_images, test_labels, device),
         num_classes=arrays.num_classes,
-        mean=torch.tensor(list(cfg.mean), device=device).view(1, channels, 1, 1),
-        std=torch.tensor(list(cfg.std), device=device).view(1, channels, 1, 1),
+        mean=torch.tensor(list(cfg.mean), device=device, dtype=dtype).view(1, channels, 1, 1),
+        std=torch.tensor(list(cfg.std), device=device, dtype=dtype).view(1, channels, 1, 1),
         augment=augment,
+        dtype=dtype,
         info={
             "train": len(rest),
             "val": len(held_out),

@@ -69,6 +69,13 @@ def lenet5(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
     return features, 84
 
 
+class GlobalAveragePool(nn.Module):
+    """Mean over the spatial dimensions: [N, C, H, W] -> [N, C] (a plain mean, which vmap batches natively)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(-2, -1))
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers with a parameter-free shortcut (He et al. 2016, option A)."""
 
@@ -104,7 +111,7 @@ def cifar_resnet(in_channels: int, depth: int) -> tuple[nn.Module, int]:
         for i in range(blocks):
             layers.append(BasicBlock(width, out, 2 if stage > 0 and i == 0 else 1))
             width = out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    layers.append(GlobalAveragePool())
     features = nn.Sequential(*layers)
     for module in features.modules():
         if isinstance(module, nn.Conv2d):

@@ -1,14 +1,22 @@
-"""The population of children of one search epoch, trained one after another on one device."""
+"""The B children of a search epoch: trained one after another, or all at once as one vectorised model.
+
+Both backends start every child from the broadcast state (model weights, buffers and Adam state, kept in
+the format of a single model's ``state_dict``s) and leave it in the same format after ``broadcast``, so they
+are interchangeable and a checkpoint of one can be resumed by the other.
+"""
 
 import copy
 from dataclasses import dataclass
 
 import torch
+from torch.func import functional_call, vmap
 
 from amlfs.data import DeviceData, Split, epoch_stream
 from amlfs.seeding import derive_seed
 from amlfs.space import LossSpace
-from amlfs.training import accuracy, make_optimizer, train_one_epoch
+from amlfs.training import accuracy, all_finite, autocast, make_optimizer, train_one_epoch
+
+BACKENDS = ("auto", "sequential", "vectorized")
 
 
 @dataclass
@@ -17,58 +25,186 @@ class EpochOutcome:
 
     rewards: torch.Tensor
     train_loss: torch.Tensor
+    failed: torch.Tensor
     images: int
 
 
-class SequentialPopulation:
-    """B children per epoch, each trained in turn from the broadcast weights and Adam state.
+class Population:
+    """What both backends share: the broadcast state, the children's batch streams, the broadcast model's accuracy."""
 
-    One working model and optimizer are reused; every child's end state is kept so that any
-    child can be broadcast. With `shared_batches`, all children of an epoch see the same batches
-    in the same order (common random numbers); otherwise each child draws its own order.
-    """
-
-    def __init__(self, model: torch.nn.Module, space: LossSpace, data: DeviceData, train_cfg, seed: int, shared_batches: bool = True):
+    def __init__(self, model: torch.nn.Module, space: LossSpace, data: DeviceData, train_cfg, seed: int, shared_batches: bool):
         self.model = model
-        self.optimizer = make_optimizer(model.parameters(), train_cfg)
         self.space = space
         self.data = data
-        self.batch_size = train_cfg.batch_size
-        self.eval_batch_size = train_cfg.eval_batch_size
+        self.train_cfg = train_cfg
         self.seed = seed
         self.shared_batches = shared_batches
-        self.broadcast_state = self._snapshot()
-        self.children: list[dict] = []
-
-    def _snapshot(self) -> dict:
-        return {
-            "model": {key: value.detach().clone() for key, value in self.model.state_dict().items()},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        self.device = data.train.labels.device
+        self.broadcast_state = {
+            "model": {key: value.detach().clone() for key, value in model.state_dict().items()},
+            "optimizer": make_optimizer(model.parameters(), train_cfg).state_dict(),
         }
 
-    def _restore(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+    def stream(self, epoch: int, child: int) -> tuple[torch.Tensor, torch.Generator]:
+        """Child `child`'s batch order and augmentation generator in `epoch` (the same for all when batches are shared)."""
+        key = 0 if self.shared_batches else child
+        return epoch_stream(len(self.data.train), derive_seed(self.seed, "batches", epoch, key), self.device)
+
+    def accuracy(self, split: Split) -> torch.Tensor:
+        """Accuracy of the broadcast model on `split`."""
+        self.model.load_state_dict(self.broadcast_state["model"])
+        return accuracy(self.model, self.data, split, self.train_cfg.eval_batch_size, self.train_cfg.autocast)
+
+
+class SequentialPopulation(Population):
+    """Children trained in turn in one working model and optimizer; every child's end state is kept."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.optimizer = make_optimizer(self.model.parameters(), self.train_cfg)
+        self.children: list[dict] = []
 
     def train(self, thetas: torch.Tensor, epoch: int) -> EpochOutcome:
         """Train one child per row of `thetas` [B, dim] for one epoch; reward = validation accuracy."""
-        device = self.data.train.labels.device
-        rewards, losses, self.children = [], [], []
-        for i, theta in enumerate(thetas.to(device, torch.float32)):
-            self._restore(self.broadcast_state)
-            stream = derive_seed(self.seed, "batches", epoch, 0 if self.shared_batches else i)
-            order, generator = epoch_stream(len(self.data.train), stream, device)
-            losses.append(train_one_epoch(self.model, self.optimizer, self.space, theta, self.data, order, self.batch_size, generator))
-            rewards.append(accuracy(self.model, self.data, self.data.val, self.eval_batch_size))
-            self.children.append(self._snapshot())
-        return EpochOutcome(torch.stack(rewards), torch.stack(losses), len(thetas) * len(self.data.train))
+        cfg = self.train_cfg
+        rewards, losses, finite, self.children = [], [], [], []
+        for i, theta in enumerate(thetas.to(self.device, self.data.dtype)):
+            self.model.load_state_dict(self.broadcast_state["model"])
+            self.optimizer.load_state_dict(copy.deepcopy(self.broadcast_state["optimizer"]))
+            order, generator = self.stream(epoch, i)
+            loss, loss_finite = train_one_epoch(self.model, self.optimizer, self.space, theta, self.data, order,
+                                                cfg.batch_size, generator, cfg.autocast)
+            losses.append(loss)
+            finite.append(loss_finite & all_finite(self.model.state_dict().values()))
+            rewards.append(accuracy(self.model, self.data, self.data.val, cfg.eval_batch_size, cfg.autocast))
+            self.children.append({
+                "model": {key: value.detach().clone() for key, value in self.model.state_dict().items()},
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            })
+        return EpochOutcome(torch.stack(rewards), torch.stack(losses), ~torch.stack(finite), len(thetas) * len(self.data.train))
 
     def broadcast(self, index: int) -> None:
         """Make child `index` of the last epoch the starting point of every child of the next."""
         self.broadcast_state = self.children[index]
         self.children = []
 
-    def accuracy(self, split: Split) -> torch.Tensor:
-        """Accuracy of the broadcast model on `split`."""
-        self.model.load_state_dict(self.broadcast_state["model"])
-        return accuracy(self.model, self.data, split, self.eval_batch_size)
+
+class VectorizedPopulation(Population):
+    """All B children as one model: parameters, buffers and Adam state stacked along a leading dimension.
+
+    The forward pass is ``vmap`` of ``functional_call`` over the stacked tensors (BatchNorm statistics and
+    dropout randomness per child); one Adam over the stacked parameters equals B Adams, Adam being elementwise.
+    """
+
+    def __init__(self, model: torch.nn.Module, space: LossSpace, data: DeviceData, train_cfg, seed: int, shared_batches: bool, size: int):
+        super().__init__(model, space, data, train_cfg, seed, shared_batches)
+        self.size = size
+
+        def stacked(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.detach().unsqueeze(0).repeat(size, *([1] * tensor.dim())).contiguous()
+
+        self.params = {name: stacked(p).requires_grad_() for name, p in model.named_parameters()}
+        self.buffers = {name: stacked(b) for name, b in model.named_buffers()}
+        self.optimizer = make_optimizer(list(self.params.values()), train_cfg)
+
+        def forward(params, buffers, images):
+            return functional_call(model, (params, buffers), (images,))
+
+        self.forward_shared = vmap(forward, in_dims=(0, 0, None), randomness="different")
+        self.forward_own = vmap(forward, in_dims=(0, 0, 0), randomness="different")
+
+    def _load_broadcast(self) -> None:
+        """Copy the broadcast state into every child's slice of the stacked tensors."""
+        source, state = self.broadcast_state["model"], self.broadcast_state["optimizer"]["state"]
+        with torch.no_grad():
+            for name, tensor in {**self.params, **self.buffers}.items():
+                tensor.copy_(source[name].expand_as(tensor))
+        self.optimizer.state.clear()
+        for index, param in enumerate(self.params.values()):
+            if index in state:
+                self.optimizer.state[param] = {
+                    key: value.clone() if key == "step" else value.expand_as(param).clone() for key, value in state[index].items()
+                }
+
+    def _batches(self, epoch: int):
+        """(images, labels, image in_dim): shared batches, or each child's own batches stacked."""
+        if self.shared_batches:
+            order, generator = self.stream(epoch, 0)
+            for images, labels in self.data.train_batches(order, self.train_cfg.batch_size, generator):
+                yield images, labels, None
+            return
+        streams = [self.stream(epoch, i) for i in range(self.size)]
+        for batch in zip(*(self.data.train_batches(order, self.train_cfg.batch_size, generator) for order, generator in streams)):
+            images, labels = zip(*batch)
+            yield torch.stack(images), torch.stack(labels), 0
+
+    def _logits(self, images: torch.Tensor, in_dim) -> torch.Tensor:
+        forward = self.forward_shared if in_dim is None else self.forward_own
+        return forward(self.params, self.buffers, images)
+
+    def train(self, thetas: torch.Tensor, epoch: int) -> EpochOutcome:
+        if len(thetas) != self.size:
+            raise ValueError(f"this population trains {self.size} children, got {len(thetas)} parameter vectors")
+        self._load_broadcast()
+        train_loss, finite = self.fit(thetas, epoch)
+        for tensor in {**self.params, **self.buffers}.values():
+            finite &= torch.isfinite(tensor.detach()).reshape(self.size, -1).all(1)
+        return EpochOutcome(self._accuracies(self.data.val), train_loss, ~finite, self.size * len(self.data.train))
+
+    def fit(self, thetas: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One epoch of training for all children from their current state.
+
+        Returns each child's mean train loss [B] and whether all its losses were finite [B]. A child whose
+        loss turns non-finite cannot harm the others (its parameters and Adam state are its own slices).
+        """
+        thetas = thetas.to(self.device, self.data.dtype)
+        self.model.train()
+        total = torch.zeros(self.size, device=self.device, dtype=self.data.dtype)
+        finite = torch.ones(self.size, device=self.device, dtype=torch.bool)
+        for images, labels, in_dim in self._batches(epoch):
+            with autocast(self.device, self.train_cfg.autocast):
+                losses = self.space.loss(thetas, self._logits(images, in_dim), labels).mean(-1)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            self.optimizer.step()
+            total += losses.detach() * labels.shape[-1]
+            finite &= torch.isfinite(losses.detach())
+        return total / len(self.data.train), finite
+
+    @torch.no_grad()
+    def _accuracies(self, split: Split) -> torch.Tensor:
+        """Accuracy of every child on `split` [B], without leaving the device."""
+        self.model.eval()
+        correct = torch.zeros(self.size, dtype=torch.long, device=self.device)
+        for images, labels in self.data.eval_batches(split, self.train_cfg.eval_batch_size):
+            with autocast(self.device, self.train_cfg.autocast):
+                correct += (self._logits(images, None).argmax(-1) == labels).sum(-1)
+        return correct.double() / len(split)
+
+    def broadcast(self, index: int) -> None:
+        """Take child `index` out of the stacked tensors as the next broadcast state."""
+        names = list(self.params)
+        self.broadcast_state = {
+            "model": {name: tensor[index].detach().clone() for name, tensor in {**self.params, **self.buffers}.items()},
+            "optimizer": {
+                "state": {
+                    i: {key: value.clone() if key == "step" else value[index].clone() for key, value in self.optimizer.state[self.params[name]].items()}
+                    for i, name in enumerate(names) if self.params[name] in self.optimizer.state
+                },
+                "param_groups": self.optimizer.state_dict()["param_groups"],
+            },
+        }
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """`auto`: sequential on the CPU (measured faster there), vectorized on CUDA."""
+    if backend == "auto":
+        return "vectorized" if device.type == "cuda" else "sequential"
+    return backend
+
+
+def make_population(backend: str, model, space, data, train_cfg, seed: int, shared_batches: bool, size: int) -> Population:
+    """The population of config ``search.backend`` (`auto` resolved for the data's device)."""
+    if resolve_backend(backend, data.train.labels.device) == "vectorized":
+        return VectorizedPopulation(model, space, data, train_cfg, seed, shared_batches, size)
+    return SequentialPopulation(model, space, data, train_cfg, seed, shared_batches)

@@ -9,24 +9,11 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from amlfs import atomic
+from amlfs.config import flatten
 from amlfs.plots import loss_curves
 from amlfs.space import LossSpace
 
 log = logging.getLogger("amlfs")
-
-
-def flatten(config: dict, prefix: str = "") -> dict:
-    """Nested config -> {"a.b": value} with values TensorBoard's hparams accept (lists become strings)."""
-    flat = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, (bool, int, float, str)):
-            flat[name] = value
-        else:
-            flat[name] = str(value)
-    return flat
 
 
 def format_seconds(seconds: float) -> str:
@@ -37,13 +24,15 @@ def format_seconds(seconds: float) -> str:
 class Recorder:
     """Writes one search's record: per-epoch results and scalars, loss-curve images, final hparams."""
 
-    def __init__(self, run_dir: Path, config: dict, space: LossSpace, data_info: dict, curve_every: int):
+    def __init__(self, run_dir: Path, config: dict, space: LossSpace, data_info: dict, curve_every: int, history: dict | None = None):
+        """`history`: the results of the epochs already done, when resuming; TensorBoard events from later steps are purged."""
         self.run_dir = Path(run_dir)
         self.space = space
         self.epochs = config["search"]["epochs"]
         self.curve_every = curve_every
-        self.writer = SummaryWriter(str(self.run_dir / "tb"))
-        self.results = {"epochs": [], "final": None, "data": data_info, "config": config}
+        self.results = history or {"epochs": [], "final": None, "data": data_info, "config": config}
+        self.first_epoch = len(self.results["epochs"])
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.first_epoch if history else None)
         self.started = time.perf_counter()
 
     def epoch(self, record: dict, train_loss: list[float], sigma: float, images_per_second: float) -> None:
@@ -61,22 +50,25 @@ class Recorder:
             "controller/sigma": sigma,
             "time/epoch_seconds": record["seconds"],
             "time/child_images_per_second": images_per_second,
+            "children/failed": len(record["failed"]),
         }
         scalars.update({f"mu/{name}": value for name, value in zip(self.space.names(), record["mu"])})
-        scalars.update({f"child_train_loss/{i}": value for i, value in enumerate(train_loss)})
+        scalars.update({f"child_train_loss/{i}": value for i, value in enumerate(train_loss) if value is not None})
         for tag, value in scalars.items():
-            self.writer.add_scalar(tag, float(value), step)
+            if value is not None:
+                self.writer.add_scalar(tag, float(value), step)
         last = step == self.epochs - 1
-        if self.space.dim and (last or step % self.curve_every == 0):
+        if self.space.dim and record["best"] is not None and (last or step % self.curve_every == 0):
             curves = {"mu": torch.tensor(record["mu"]), "best sample": torch.tensor(record["thetas"][record["best"]])}
             self.writer.add_figure("loss_curve", loss_curves(self.space, curves), step)
         self.writer.flush()
         elapsed = time.perf_counter() - self.started
-        eta = elapsed / (step + 1) * (self.epochs - step - 1)
+        eta = elapsed / (step + 1 - self.first_epoch) * (self.epochs - step - 1)
+        failed = f"  failed {len(record['failed'])}/{len(record['rewards'])}" if record["failed"] else ""
         log.info(
-            "epoch %*d/%d  reward mean %.4f max %.4f min %.4f  val %.4f  test %.4f  %.1fs  ETA %s",
+            "epoch %*d/%d  reward mean %.4f max %.4f min %.4f  val %.4f  test %.4f%s  %.1fs  ETA %s",
             len(str(self.epochs)), step + 1, self.epochs, rewards.mean(), rewards.max(), rewards.min(),
-            record["val_acc"], record["test_acc"], record["seconds"], format_seconds(eta),
+            record["val_acc"], record["test_acc"], failed, record["seconds"], format_seconds(eta),
         )
 
     def finish(self, final: dict) -> None:

@@ -4,6 +4,7 @@
 """
 
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -13,12 +14,13 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from amlfs import checkpoint
 from amlfs.config import ConfigError, validate
 from amlfs.controller import ReinforceController
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
 from amlfs.models import build_model
-from amlfs.population import SequentialPopulation
+from amlfs.population import make_population, resolve_backend
 from amlfs.recorder import Recorder
 from amlfs.seeding import derive_seed
 from amlfs.space import build_space
@@ -26,56 +28,110 @@ from amlfs.space import build_space
 log = logging.getLogger("amlfs")
 
 
+class SearchStopped(RuntimeError):
+    """Too many epochs in a row in which every child failed."""
+
+
+def judge(rewards: torch.Tensor, failed: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+    """Rewards the controller learns from, and the child to broadcast (None when every child failed).
+
+    A failed child gets the worst reward of the epoch's successful children and is never broadcast;
+    when all fail, every reward is 0, which gives the controller no step.
+    """
+    if failed.all():
+        return torch.zeros_like(rewards), None
+    rewards = torch.where(failed, rewards[~failed].min(), rewards)
+    return rewards, int(torch.where(failed, -math.inf, rewards).argmax())
+
+
 def run_search(cfg: DictConfig, run_dir: Path) -> dict:
-    """Run the search described by `cfg`, recording into `run_dir`; returns the results.json content."""
+    """Run (or, with ``resume=true``, continue) the search described by `cfg` in `run_dir`; returns results.json's content."""
     device = validate(cfg)
-    data = load_data(cfg.dataset, device, augment=cfg.train.augment)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    saved = checkpoint.load_latest(run_dir) if cfg.resume else None
+    if saved:
+        checkpoint.check_resumable(saved["config"], config)
+    dtype = getattr(torch, cfg.train.dtype)
+    data = load_data(cfg.dataset, device, augment=cfg.train.augment, dtype=dtype)
     space = build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale)
     torch.manual_seed(derive_seed(cfg.seed, "model"))
-    model = build_model(cfg.model, data.image_shape, data.num_classes).to(device)
+    model = build_model(cfg.model, data.image_shape, data.num_classes).to(device, dtype)
     c = cfg.controller
     controller = ReinforceController(
         space.identity(), sigma=c.sigma, sigma_final=c.sigma_final, lr=c.lr, betas=c.betas,
         epochs=cfg.search.epochs, seed=derive_seed(cfg.seed, "controller"), learn=c.learn,
     )
-    population = SequentialPopulation(model, space, data, cfg.train, seed=cfg.seed, shared_batches=cfg.search.shared_batches)
-    recorder = Recorder(run_dir, OmegaConf.to_container(cfg, resolve=True), space, data.info, cfg.log.curve_every)
+    backend = resolve_backend(cfg.search.backend, device)
+    population = make_population(backend, model, space, data, cfg.train, cfg.seed, cfg.search.shared_batches, cfg.search.population)
+    failed_streak = 0
+    if saved:
+        controller.load_state_dict(saved["controller"])
+        population.broadcast_state = saved["population"]
+        checkpoint.restore_rng(saved["rng"])
+        failed_streak = saved["failed_streak"]
+        log.info("resuming %s after epoch %d of %d", run_dir, saved["epochs_done"], cfg.search.epochs)
+    elif cfg.resume:
+        log.info("resume=true but %s holds no checkpoint: starting from the beginning", run_dir)
+    recorder = Recorder(run_dir, config, space, data.info, cfg.log.curve_every, history=saved["results"] if saved else None)
     if space.dim == 0 and cfg.search.population > 1 and cfg.search.shared_batches:
         log.warning("space=ce has no loss parameters: the %d children are identical; search.population=1 gives the same result", cfg.search.population)
-    log.info("searching %s over %d parameters on %s (%s), %d children x %d epochs, run dir %s",
-             cfg.space.name, space.dim, cfg.dataset.name, device, cfg.search.population, cfg.search.epochs, run_dir)
+    log.info("searching %s over %d parameters on %s (%s, %s backend), %d children x %d epochs, run dir %s",
+             cfg.space.name, space.dim, cfg.dataset.name, device, backend, cfg.search.population, cfg.search.epochs, run_dir)
 
-    for epoch in range(cfg.search.epochs):
+    for epoch in range(recorder.first_epoch, cfg.search.epochs):
         started = time.perf_counter()
         sigma = controller.sigma
         thetas = controller.sample(cfg.search.population)
         outcome = population.train(thetas, epoch)
-        rewards = outcome.rewards.cpu()
-        best = int(rewards.argmax())
+        train_loss = outcome.train_loss.double().cpu()
+        failed = outcome.failed.cpu() | (train_loss > cfg.search.max_train_loss)
+        rewards, best = judge(outcome.rewards.cpu(), failed)
         controller.update(thetas, rewards)
-        population.broadcast(best)
+        if best is not None:
+            population.broadcast(best)
+        failed_streak = failed_streak + 1 if best is None else 0
         test_acc = float(population.accuracy(data.test))
         seconds = time.perf_counter() - started
-        record = {
+        recorder.epoch({
             "epoch": epoch,
             "thetas": thetas.tolist(),
             "rewards": rewards.tolist(),
             "best": best,
+            "failed": torch.nonzero(failed).flatten().tolist(),
             "mu": controller.mu.detach().tolist(),
-            "val_acc": float(rewards[best]),
+            "val_acc": float(rewards[best]) if best is not None else float(population.accuracy(data.val)),
             "test_acc": test_acc,
             "seconds": seconds,
-        }
-        recorder.epoch(record, outcome.train_loss.tolist(), sigma, outcome.images / seconds)
+        }, [float(x) if math.isfinite(x) else None for x in train_loss.tolist()], sigma, outcome.images / seconds)
+        checkpoint.save(run_dir, epoch + 1, {
+            "config": config,
+            "controller": controller.state_dict(),
+            "population": population.broadcast_state,
+            "rng": checkpoint.capture_rng(),
+            "results": recorder.results,
+            "failed_streak": failed_streak,
+        })
+        if failed_streak >= cfg.search.max_failed_epochs:
+            raise SearchStopped(
+                f"every child failed in {failed_streak} epochs in a row (last: epoch {epoch + 1}); the broadcast model "
+                f"is unchanged since then and checkpointed in {run_dir / checkpoint.FOLDER}: lower controller.sigma or train.lr"
+            )
 
     torch.save(population.broadcast_state["model"], run_dir / "model.pt")
+    last = recorder.results["epochs"][-1]
     recorder.finish({
         "mu": controller.mu.detach().tolist(),
-        "best_theta": record["thetas"][best],
-        "val_acc": record["val_acc"],
-        "test_acc": record["test_acc"],
+        "best_theta": last["thetas"][last["best"]] if last["best"] is not None else None,
+        "val_acc": last["val_acc"],
+        "test_acc": last["test_acc"],
     })
     return recorder.results
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command line that continues the current Hydra job in `run_dir`."""
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("hydra.run.dir=", "resume="))]
+    return " ".join(["python -m amlfs.search", *overrides, f"hydra.run.dir={run_dir}", "resume=true"])
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="search")
@@ -86,6 +142,12 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, DataFileError) as err:
         print(f"amlfs: {err}", file=sys.stderr)
         sys.exit(2)
+    except SearchStopped as err:
+        print(f"amlfs: search stopped: {err}", file=sys.stderr)
+        sys.exit(3)
+    except KeyboardInterrupt:
+        print(f"amlfs: interrupted; completed epochs are checkpointed. Resume with: {resume_command(run_dir)}", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

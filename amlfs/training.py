@@ -11,6 +11,11 @@ def make_optimizer(parameters, cfg) -> torch.optim.Adam:
     return torch.optim.Adam(parameters, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
+def autocast(device: torch.device, mode: str | None):
+    """The autocast context of config ``train.autocast`` (null: full precision; bf16: bfloat16 matmuls and convs)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode == "bf16")
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -20,25 +25,42 @@ def train_one_epoch(
     order: torch.Tensor,
     batch_size: int,
     generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Train `model` for one pass over `order` under the loss at `theta` [dim]; returns the mean loss (on the device)."""
+    autocast_mode: str | None = None,
+    check_every: int = 25,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train `model` for one pass over `order` under the loss at `theta` [dim].
+
+    Returns the mean loss and whether every step's loss was finite (0-d tensors on the device). The flag is
+    read every `check_every` steps (one host synchronisation each), and training stops once it is false.
+    """
     model.train()
     theta = theta.unsqueeze(0)
-    total = torch.zeros((), device=order.device)
-    for images, labels in data.train_batches(order, batch_size, generator):
-        loss = space.loss(theta, model(images), labels).mean()
+    total = torch.zeros((), device=order.device, dtype=data.dtype)
+    finite = torch.ones((), device=order.device, dtype=torch.bool)
+    for step, (images, labels) in enumerate(data.train_batches(order, batch_size, generator), start=1):
+        with autocast(order.device, autocast_mode):
+            loss = space.loss(theta, model(images), labels).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total += loss.detach() * len(labels)
-    return total / len(order)
+        finite &= torch.isfinite(loss.detach())
+        if step % check_every == 0 and not finite:
+            break
+    return total / len(order), finite
+
+
+def all_finite(tensors) -> torch.Tensor:
+    """Whether every element of every tensor is finite (a 0-d bool tensor on their device)."""
+    return torch.stack([torch.isfinite(t).all() for t in tensors]).all()
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, data: DeviceData, split: Split, batch_size: int) -> torch.Tensor:
+def accuracy(model: torch.nn.Module, data: DeviceData, split: Split, batch_size: int, autocast_mode: str | None = None) -> torch.Tensor:
     """Top-1 accuracy of `model` on `split` (a 0-d tensor on the device)."""
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=split.labels.device)
     for images, labels in data.eval_batches(split, batch_size):
-        correct += (model(images).argmax(-1) == labels).sum()
+        with autocast(split.labels.device, autocast_mode):
+            correct += (model(images).argmax(-1) == labels).sum()
     return correct.double() / len(split)
