@@ -64,7 +64,7 @@ def _real(cfg: DictConfig, key: str, low: float, high: float, *, low_open: bool,
 
 def _choice(cfg: DictConfig, key: str, choices: set[str]) -> str:
     value = _value(cfg, key)
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         _fail(key, value, f"choose one of {', '.join(sorted(choices))}")
     return value
 

@@ -26,6 +26,7 @@ from amlfs.seeding import derive_seed
 from amlfs.space import build_space
 
 log = logging.getLogger("amlfs")
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 
 class SearchStopped(RuntimeError):
@@ -134,7 +135,7 @@ def resume_command(run_dir: Path) -> str:
     return " ".join(["python -m amlfs.search", *overrides, f"hydra.run.dir={run_dir}", "resume=true"])
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="search")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="search")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:

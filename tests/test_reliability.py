@@ -1,0 +1,193 @@
+"""Reliability: kill and resume bit-identically, contained child failures, one-line errors, Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from amlfs.search import SearchStopped, judge, run_search
+from amlfs.space import LossSpace
+
+from conftest import ROOT, compose_search, run_cli
+
+RUN = ["experiment=smoke", "search.epochs=4", "dataset.max_train=2000"]
+
+
+def results_without_timings(run_dir) -> dict:
+    results = json.loads((run_dir / "results.json").read_text())
+    for epoch in results["epochs"]:
+        epoch.pop("seconds")
+    return results
+
+
+def assert_same_search(run_dir, reference_dir):
+    assert results_without_timings(run_dir) == results_without_timings(reference_dir)
+    weights, reference = torch.load(run_dir / "model.pt"), torch.load(reference_dir / "model.pt")
+    assert all(torch.equal(weights[name], reference[name]) for name in reference)
+    events = EventAccumulator(str(run_dir / "tb")).Reload()
+    assert [s.step for s in events.Scalars("reward/mean")] == [0, 1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    result = run_cli(run_dir, *RUN)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def start(run_dir, *overrides, code=None):
+    """Start a search in the background; `code` replaces the plain module launch (to inject faults)."""
+    args = [f"hydra.run.dir={run_dir}", "device=cpu", *RUN, *overrides]
+    command = [sys.executable, "-m", "amlfs.search", *args] if code is None else [sys.executable, "-c", code, *args]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.005)
+
+
+def test_killed_after_a_checkpoint_resumes_bit_identically(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    process = start(run_dir)
+    wait_for(run_dir / "checkpoints" / "epoch-00002.pt", process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "model.pt").exists()
+    resumed = run_cli(run_dir, *RUN, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout + resumed.stderr
+    assert_same_search(run_dir, uninterrupted)
+
+
+DIE_WHILE_WRITING = """
+import os, signal, sys
+from pathlib import Path
+import amlfs.atomic
+write = amlfs.atomic.write_bytes
+def write_then_die(path, data):
+    if Path(path).name == "epoch-00003.pt":
+        Path(path).with_name(".epoch-00003.pt.partial.tmp").write_bytes(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(path, data)
+amlfs.atomic.write_bytes = write_then_die
+sys.argv[0] = "amlfs.search"
+from amlfs.search import main
+main()
+"""
+
+
+def test_killed_while_writing_a_checkpoint_resumes_bit_identically(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    process = start(run_dir, code=DIE_WHILE_WRITING)
+    process.communicate(timeout=300)
+    assert process.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [".epoch-00003.pt.partial.tmp", "epoch-00001.pt", "epoch-00002.pt"]
+    resumed = run_cli(run_dir, *RUN, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_search(run_dir, uninterrupted)
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("epoch-*.pt")) == ["epoch-00003.pt", "epoch-00004.pt"]
+
+
+def test_interrupt_says_how_to_resume(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    process = start(run_dir)
+    wait_for(run_dir / "checkpoints" / "epoch-00001.pt", process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "resume=true" in stderr and f"hydra.run.dir={run_dir}" in stderr and "Traceback" not in stderr
+    resumed = run_cli(run_dir, *RUN, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_search(run_dir, uninterrupted)
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    process = start(run_dir)
+    wait_for(run_dir / "checkpoints" / "epoch-00001.pt", process)
+    process.kill()
+    process.wait()
+    refused = run_cli(run_dir, *RUN, "resume=true", "controller.sigma=0.3", "train.lr=0.01")
+    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
+    assert "controller.sigma (0.2 -> 0.3)" in refused.stderr and "train.lr" in refused.stderr
+    allowed = run_cli(run_dir, *RUN, "resume=true", "log.curve_every=3", f"dataset.root={tmp_path}")
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_judge_gives_failed_children_the_worst_reward_and_never_picks_them():
+    rewards = torch.tensor([0.9, 0.5, 0.7, 0.95], dtype=torch.float64)
+    failed = torch.tensor([False, False, False, True])
+    judged, best = judge(rewards, failed)
+    assert judged.tolist() == [0.9, 0.5, 0.7, 0.5] and best == 0
+    judged, best = judge(torch.tensor([0.5, 0.5], dtype=torch.float64), torch.tensor([True, False]))
+    assert best == 1
+    judged, best = judge(rewards, torch.ones(4, dtype=torch.bool))
+    assert best is None and judged.tolist() == [0, 0, 0, 0]
+
+
+def nan_for(rows):
+    """A LossSpace.loss that returns NaN for the parameter vectors `rows` picks: an injected fault."""
+    loss = LossSpace.loss
+
+    def faulty(self, theta, logits, target):
+        value = loss(self, theta, logits, target)
+        return torch.where(rows(theta)[:, None], torch.full_like(value, float("nan")), value)
+
+    return faulty
+
+
+@pytest.mark.parametrize("backend", ["sequential", "vectorized"])
+def test_nan_children_are_contained(tmp_path, monkeypatch, backend):
+    monkeypatch.setattr(LossSpace, "loss", nan_for(lambda theta: theta[:, 0] > 1.0))
+    cfg = compose_search(["experiment=smoke", "device=cpu", "search.population=4", "search.epochs=3", f"search.backend={backend}"])
+    results = run_search(cfg, tmp_path)
+    failures = [epoch["failed"] for epoch in results["epochs"]]
+    assert any(failures) and not all(len(f) == 4 for f in failures)
+    for epoch in results["epochs"]:
+        expected = [i for i, theta in enumerate(epoch["thetas"]) if theta[0] > 1.0]
+        assert epoch["failed"] == expected and epoch["best"] not in expected
+    weights = torch.load(tmp_path / "model.pt")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    assert [s.value for s in events.Scalars("children/failed")] == [len(f) for f in failures]
+
+
+def test_search_stops_after_failed_epochs_with_a_usable_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(LossSpace, "loss", nan_for(lambda theta: torch.ones(len(theta), dtype=torch.bool)))
+    overrides = ["experiment=smoke", "device=cpu", "search.epochs=5", "search.max_failed_epochs=2"]
+    with pytest.raises(SearchStopped, match="every child failed in 2 epochs in a row"):
+        run_search(compose_search(overrides), tmp_path)
+    assert [e["best"] for e in json.loads((tmp_path / "results.json").read_text())["epochs"]] == [None, None]
+    monkeypatch.undo()
+    results = run_search(compose_search(overrides + ["resume=true"]), tmp_path)
+    assert len(results["epochs"]) == 5 and results["epochs"][2]["best"] is not None
+
+
+@pytest.mark.parametrize("override,key", [
+    ("search.population=1", "search.population"),
+    ("search.epochs=0", "search.epochs"),
+    ("space.intervals=0", "space.intervals"),
+    ("controller.sigma=-0.1", "controller.sigma"),
+    ("dataset.val_fraction=0", "dataset.val_fraction"),
+    ("dataset.noise.rate=1.0", "dataset.noise.rate"),
+    ("model.head=linear", "model.head"),
+    ("device=cuda:9", "device"),
+    ("search.backend=gpu", "search.backend"),
+])
+def test_config_errors_through_the_cli(tmp_path, override, key):
+    result = run_cli(tmp_path / "run", override)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert f"amlfs: {key}=" in result.stderr
+    assert not (tmp_path / "run" / "tb").exists()
