@@ -37,3 +37,18 @@ def loss_curves(space: LossSpace, curves: dict[str, torch.Tensor], points: int =
     axes[0][0].legend()
     figure.tight_layout()
     return figure
+
+
+def probability_curves(p: torch.Tensor, curves: dict[str, torch.Tensor], title: str) -> plt.Figure:
+    """One line per named loss, L against p_y."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    for name, values in curves.items():
+        axis.plot(p.numpy(), values.detach().double().cpu().numpy(), label=name)
+    axis.set_ylim(-0.5, 1.5 * float(-p[0].log()))
+    axis.set_xlabel("target probability p_y")
+    axis.set_ylabel("loss")
+    axis.set_title(title, fontsize=9)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, ncol=2)
+    figure.tight_layout()
+    return figure

@@ -12,6 +12,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from amlfs.data import DeviceData, Split, epoch_stream
+from amlfs.losses import SearchedLoss
 from amlfs.seeding import derive_seed
 from amlfs.space import LossSpace
 from amlfs.training import accuracy, all_finite, autocast, make_optimizer, train_one_epoch
@@ -72,7 +73,7 @@ class SequentialPopulation(Population):
             self.model.load_state_dict(self.broadcast_state["model"])
             self.optimizer.load_state_dict(copy.deepcopy(self.broadcast_state["optimizer"]))
             order, generator = self.stream(epoch, i)
-            loss, loss_finite = train_one_epoch(self.model, self.optimizer, self.space, theta, self.data, order,
+            loss, loss_finite = train_one_epoch(self.model, self.optimizer, SearchedLoss(self.space, theta), self.data, order,
                                                 cfg.batch_size, generator, cfg.autocast)
             losses.append(loss)
             finite.append(loss_finite & all_finite(self.model.state_dict().values()))

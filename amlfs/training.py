@@ -1,9 +1,10 @@
 """One child's work: an epoch of training under a given loss, and accuracy on a split."""
 
+from collections.abc import Callable
+
 import torch
 
 from amlfs.data import DeviceData, Split
-from amlfs.space import LossSpace
 
 
 def make_optimizer(parameters, cfg) -> torch.optim.Adam:
@@ -19,8 +20,7 @@ def autocast(device: torch.device, mode: str | None):
 def train_one_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    space: LossSpace,
-    theta: torch.Tensor,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     data: DeviceData,
     order: torch.Tensor,
     batch_size: int,
@@ -28,18 +28,17 @@ def train_one_epoch(
     autocast_mode: str | None = None,
     check_every: int = 25,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train `model` for one pass over `order` under the loss at `theta` [dim].
+    """Train `model` for one pass over `order`, minimising the mean loss ``criterion(logits, labels)``.
 
     Returns the mean loss and whether every step's loss was finite (0-d tensors on the device). The flag is
     read every `check_every` steps (one host synchronisation each), and training stops once it is false.
     """
     model.train()
-    theta = theta.unsqueeze(0)
     total = torch.zeros((), device=order.device, dtype=data.dtype)
     finite = torch.ones((), device=order.device, dtype=torch.bool)
     for step, (images, labels) in enumerate(data.train_batches(order, batch_size, generator), start=1):
         with autocast(order.device, autocast_mode):
-            loss = space.loss(theta, model(images), labels).mean()
+            loss = criterion(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -22,8 +22,8 @@ from torchvision import transforms
 
 from amlfs.data import epoch_stream
 from amlfs.datasets import SOURCES, load_data
+from amlfs.losses import CrossEntropy
 from amlfs.models import build_model
-from amlfs.space import build_space
 from amlfs.training import make_optimizer, train_one_epoch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -62,15 +62,14 @@ def time_dataloader(cfg, model, device, workers: int, steps: int) -> float:
 def time_amlfs(cfg, model, data, device, steps: int) -> float:
     """Images/s of `steps` training steps through amlfs's data path and child training loop."""
     optimizer = make_optimizer(model.parameters(), cfg.train)
-    space = build_space("ce", 1)
-    theta = space.identity().to(device)
+    criterion = CrossEntropy()
     batch = cfg.train.batch_size
     warm, _ = epoch_stream(len(data.train), 1, device)
-    train_one_epoch(model, optimizer, space, theta, data, warm[: 5 * batch], batch)
+    train_one_epoch(model, optimizer, criterion, data, warm[: 5 * batch], batch)
     order, generator = epoch_stream(len(data.train), 0, device)
     synchronize(device)
     started = time.perf_counter()
-    train_one_epoch(model, optimizer, space, theta, data, order[: steps * batch], batch, generator)
+    train_one_epoch(model, optimizer, criterion, data, order[: steps * batch], batch, generator)
     synchronize(device)
     return steps * batch / (time.perf_counter() - started)
 

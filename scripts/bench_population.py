@@ -20,6 +20,7 @@ from hydra import compose, initialize_config_dir
 
 from amlfs.data import epoch_stream
 from amlfs.datasets import load_data
+from amlfs.losses import SearchedLoss
 from amlfs.models import build_model
 from amlfs.population import VectorizedPopulation
 from amlfs.space import build_space
@@ -33,13 +34,13 @@ def time_sequential(cfg, model, data, device, steps: int) -> float:
     """Child-images/s of one child trained by amlfs's sequential path (the rate of B children one by one)."""
     optimizer = make_optimizer(model.parameters(), cfg.train)
     space = build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale)
-    theta = space.identity().to(device, data.dtype)
+    criterion = SearchedLoss(space, space.identity().to(device, data.dtype))
     batch = cfg.train.batch_size
     order, generator = epoch_stream(len(data.train), 0, device)
-    train_one_epoch(model, optimizer, space, theta, data, order[: 3 * batch], batch, generator, cfg.train.autocast)
+    train_one_epoch(model, optimizer, criterion, data, order[: 3 * batch], batch, generator, cfg.train.autocast)
     synchronize(device)
     started = time.perf_counter()
-    train_one_epoch(model, optimizer, space, theta, data, order[: steps * batch], batch, generator, cfg.train.autocast)
+    train_one_epoch(model, optimizer, criterion, data, order[: steps * batch], batch, generator, cfg.train.autocast)
     synchronize(device)
     return steps * batch / (time.perf_counter() - started)
 

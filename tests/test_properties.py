@@ -29,9 +29,16 @@ BASE = compose_search(["device=cpu"])
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=4))
 def test_validator_answers_every_config(changes):
-    cfg = OmegaConf.create(OmegaConf.to_container(BASE))
+    config = OmegaConf.to_container(BASE)
     for key, value in changes.items():
-        OmegaConf.update(cfg, key, value, force_add=True)
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            if not isinstance(node.get(parent), dict):
+                node[parent] = {}
+            node = node[parent]
+        node[leaf] = value
+    cfg = OmegaConf.create(config)
     try:
         assert isinstance(validate(cfg), torch.device)
     except ConfigError as err:

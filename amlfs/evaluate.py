@@ -1,0 +1,215 @@
+"""What did the search find? Retrain from scratch with the searched loss, its schedule and hand-crafted baselines.
+
+    python -m amlfs.evaluate run=<search run dir> [evaluate.seeds=3] [evaluate.rows=[searched,ce,gce]]
+
+Every row trains the search's model on the search's data (and noise) for the search's number of epochs with
+its batch size and fixed Adam, once per seed; seed s gives every row the same initial weights and batch order.
+"""
+
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from amlfs import atomic
+from amlfs.config import ConfigError, resolve_device
+from amlfs.data import DeviceData, epoch_stream
+from amlfs.datasets import load_data
+from amlfs.idx import DataFileError
+from amlfs.losses import BASELINES, SearchedLoss
+from amlfs.models import build_model
+from amlfs.plots import probability_curves
+from amlfs.search import CONFIG_DIR
+from amlfs.seeding import derive_seed
+from amlfs.space import build_space
+from amlfs.training import accuracy, make_optimizer, train_one_epoch
+
+log = logging.getLogger("amlfs")
+SEARCH_ROWS = ("searched", "schedule", "search_model")
+
+
+def load_search(run: str) -> tuple[Path, dict]:
+    """The search run dir and its results.json, or a ConfigError saying what is wrong."""
+    run_dir = Path(to_absolute_path(run))
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"run={run!r} is not allowed: {run_dir / 'results.json'} cannot be read ({err.__class__.__name__})") from None
+    if not results.get("final"):
+        raise ConfigError(f"run={run!r} is not allowed: the search in {run_dir} has not finished (resume it first)")
+    return run_dir, results
+
+
+def criteria(row: str, search_cfg: DictConfig, results: dict, device, dtype) -> list[torch.nn.Module]:
+    """The loss of each epoch for `row`."""
+    epochs = search_cfg.search.epochs
+    if row in BASELINES:
+        return [BASELINES[row]()] * epochs
+    space = build_space(search_cfg.space.name, search_cfg.space.intervals, search_cfg.model.scale)
+    if row == "searched":
+        return [SearchedLoss(space, torch.tensor(results["final"]["mu"])).to(device, dtype)] * epochs
+    schedule = [e["thetas"][e["best"]] if e["best"] is not None else e["mu"] for e in results["epochs"]]
+    return [SearchedLoss(space, torch.tensor(theta)).to(device, dtype) for theta in schedule]
+
+
+def retrain(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceData, losses: list, seed: int, device, dtype) -> dict:
+    """Train a fresh model with `losses[epoch]` in each epoch; accuracies after every epoch (test for reporting only)."""
+    torch.manual_seed(derive_seed(seed, "evaluate", "model"))
+    model = build_model(model_cfg, data.image_shape, data.num_classes).to(device, dtype)
+    train = search_cfg.train
+    optimizer = make_optimizer(model.parameters(), train)
+    val, test, finite = [], [], True
+    started = time.perf_counter()
+    for epoch, criterion in enumerate(losses):
+        order, generator = epoch_stream(len(data.train), derive_seed(seed, "evaluate", "batches", epoch), device)
+        _, ok = train_one_epoch(model, optimizer, criterion, data, order, train.batch_size, generator, train.autocast)
+        finite = finite and bool(ok)
+        val.append(float(accuracy(model, data, data.val, train.eval_batch_size, train.autocast)))
+        test.append(float(accuracy(model, data, data.test, train.eval_batch_size, train.autocast)))
+    best = max(range(len(val)), key=val.__getitem__)
+    return {
+        "seed": seed, "test_acc": test[-1], "best_val_acc": val[best], "test_acc_at_best_val": test[best],
+        "val_curve": val, "test_curve": test, "seconds": time.perf_counter() - started, "finite": finite,
+    }
+
+
+def search_model_row(search_cfg: DictConfig, run_dir: Path, results: dict, data: DeviceData, device, dtype) -> dict:
+    """The search's own final model, evaluated as it is."""
+    model = build_model(search_cfg.model, data.image_shape, data.num_classes).to(device, dtype)
+    model.load_state_dict(torch.load(run_dir / "model.pt", map_location=device))
+    batch = search_cfg.train.eval_batch_size
+    val_curve = [e["val_acc"] for e in results["epochs"]]
+    return {
+        "seed": search_cfg.seed, "test_acc": float(accuracy(model, data, data.test, batch)),
+        "best_val_acc": float(accuracy(model, data, data.val, batch)), "test_acc_at_best_val": None,
+        "val_curve": val_curve, "test_curve": [e["test_acc"] for e in results["epochs"]],
+        "seconds": sum(e["seconds"] for e in results["epochs"]), "finite": True,
+    }
+
+
+def summarise(name: str, runs: list[dict]) -> dict:
+    def mean_std(key):
+        values = [r[key] for r in runs if r[key] is not None]
+        if not values:
+            return None, None
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    test, test_std = mean_std("test_acc")
+    at_best, at_best_std = mean_std("test_acc_at_best_val")
+    return {
+        "name": name, "test_acc": test, "test_acc_std": test_std, "test_acc_at_best_val": at_best,
+        "test_acc_at_best_val_std": at_best_std, "best_val_acc": mean_std("best_val_acc")[0],
+        "seconds": mean_std("seconds")[0], "all_finite": all(r["finite"] for r in runs), "runs": runs,
+    }
+
+
+def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int) -> str:
+    noise = search_cfg.dataset.noise
+    lines = [
+        f"# Evaluation of {run_dir}",
+        "",
+        f"{search_cfg.dataset.name}, noise {noise.kind} {noise.rate:g}, model {search_cfg.model.name} "
+        f"({search_cfg.model.head} head), {search_cfg.search.epochs} epochs, batch {search_cfg.train.batch_size}, "
+        f"Adam lr {search_cfg.train.lr:g}; {seeds} seeds per row (the search model: one run).",
+        "",
+        "| loss | test acc (final epoch) | test acc at best val epoch | best val acc | seconds per run |",
+        "|---|---|---|---|---|",
+    ]
+
+    def cell(mean, std):
+        return "-" if mean is None else f"{mean:.4f} ± {std:.4f}"
+
+    for row in rows:
+        flag = "" if row["all_finite"] else " (non-finite loss in some run)"
+        lines.append(
+            f"| {row['name']}{flag} | {cell(row['test_acc'], row['test_acc_std'])} | "
+            f"{cell(row['test_acc_at_best_val'], row['test_acc_at_best_val_std'])} | {row['best_val_acc']:.4f} | {row['seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def loss_values(row: str, losses: list[torch.nn.Module], num_classes: int, p: torch.Tensor) -> torch.Tensor:
+    """L as a function of p_y, the other classes sharing 1 - p_y equally (the searched loss: -log tau(p_y))."""
+    criterion = losses[-1]
+    if isinstance(criterion, SearchedLoss):
+        theta = criterion.theta.detach().double().cpu()
+        return criterion.space.loss_from_log_prob(theta, p.log().unsqueeze(0))[0]
+    rest = ((1 - p) / (num_classes - 1)).unsqueeze(-1).expand(-1, num_classes - 1)
+    log_probs = torch.cat([p.unsqueeze(-1), rest], dim=-1).log()
+    return criterion.per_sample(log_probs, torch.zeros(len(p), dtype=torch.long))
+
+
+def run_evaluation(cfg: DictConfig, out_dir: Path) -> dict:
+    run_dir, results = load_search(cfg.run)
+    unknown = [r for r in cfg.evaluate.rows if r not in BASELINES and r not in SEARCH_ROWS]
+    if unknown:
+        raise ConfigError(f"evaluate.rows={list(cfg.evaluate.rows)} is not allowed: unknown {unknown}; choose from {sorted(BASELINES) + list(SEARCH_ROWS)}")
+    if not isinstance(cfg.evaluate.seeds, int) or cfg.evaluate.seeds < 1:
+        raise ConfigError(f"evaluate.seeds={cfg.evaluate.seeds!r} is not allowed: use an integer >= 1")
+    search_cfg = OmegaConf.create(results["config"])
+    search_cfg.dataset = OmegaConf.merge(search_cfg.dataset, cfg.evaluate.dataset)
+    device = resolve_device(cfg.device)
+    dtype = getattr(torch, search_cfg.train.dtype)
+    data = load_data(search_cfg.dataset, device, augment=search_cfg.train.augment, dtype=dtype)
+    baseline_model = search_cfg.model.copy()
+    if cfg.evaluate.baseline_head != "same":
+        baseline_model.head = cfg.evaluate.baseline_head
+    writer = SummaryWriter(str(out_dir / "tb"))
+    p = torch.linspace(1e-3, 1, 400, dtype=torch.float64)
+    rows, curves = [], {}
+    for name in cfg.evaluate.rows:
+        if name == "search_model":
+            runs = [search_model_row(search_cfg, run_dir, results, data, device, dtype)]
+        else:
+            losses = criteria(name, search_cfg, results, device, dtype)
+            model_cfg = baseline_model if name in BASELINES else search_cfg.model
+            runs = []
+            for seed in range(cfg.evaluate.seeds):
+                runs.append(retrain(search_cfg, model_cfg, data, losses, seed, device, dtype))
+                log.info("%-16s seed %d  test %.4f  best val %.4f  %.0fs", name, seed, runs[-1]["test_acc"], runs[-1]["best_val_acc"], runs[-1]["seconds"])
+            curves[name] = loss_values(name, losses, data.num_classes, p)
+        rows.append(summarise(name, runs))
+        for epoch, value in enumerate(statistics.fmean(v) for v in zip(*(r["test_curve"] for r in runs))):
+            writer.add_scalar(f"test_acc/{name}", value, epoch)
+        row_writer = SummaryWriter(str(out_dir / "tb" / name))
+        metrics = {"hparams/test_acc": rows[-1]["test_acc"], "hparams/best_val_acc": rows[-1]["best_val_acc"]}
+        for summary in hparams({"loss": name, "seeds": len(runs)}, metrics):
+            row_writer.file_writer.add_summary(summary)
+        for tag, value in metrics.items():
+            row_writer.add_scalar(tag, value, 0)
+        row_writer.close()
+        evaluation = {"run": str(run_dir), "seeds": cfg.evaluate.seeds, "baseline_head": cfg.evaluate.baseline_head, "rows": rows}
+        atomic.write_json(out_dir / "evaluation.json", evaluation)
+    figure = probability_curves(p, curves, f"losses as functions of p_y ({data.num_classes} classes, the rest sharing 1 - p_y)")
+    figure.savefig(out_dir / "loss_curves.png", dpi=120)
+    writer.add_figure("loss_curves", figure, 0)
+    writer.close()
+    atomic.write_bytes(out_dir / "evaluation.md", markdown(rows, run_dir, search_cfg, cfg.evaluate.seeds).encode())
+    return evaluation
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        evaluation = run_evaluation(cfg, out_dir)
+    except (ConfigError, DataFileError) as err:
+        print(f"amlfs: {err}", file=sys.stderr)
+        sys.exit(2)
+    log.info("wrote %s and %s", out_dir / "evaluation.json", out_dir / "evaluation.md")
+    print((out_dir / "evaluation.md").read_text())
+    return evaluation
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""amlfs.evaluate on a tiny finished search: every row retrained and reported."""
+
+import json
+
+from conftest import run_cli
+
+ROWS = ["searched", "schedule", "ce", "label_smoothing", "focal", "gce", "sce", "nce_rce", "poly1", "mae", "search_model"]
+
+
+def test_evaluate_writes_every_row(tmp_path):
+    search_dir, out_dir = tmp_path / "search", tmp_path / "evaluation"
+    search = run_cli(search_dir, "experiment=smoke")
+    assert search.returncode == 0, search.stderr
+    result = run_cli(out_dir, f"run={search_dir}", "evaluate.seeds=2", module="amlfs.evaluate")
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads((out_dir / "evaluation.json").read_text())
+    assert [row["name"] for row in evaluation["rows"]] == ROWS
+    search_results = json.loads((search_dir / "results.json").read_text())
+    for row in evaluation["rows"]:
+        assert len(row["runs"]) == (1 if row["name"] == "search_model" else 2)
+        assert 0 <= row["test_acc"] <= 1 and 0 <= row["best_val_acc"] <= 1
+        if row["name"] != "search_model":
+            assert [len(r["test_curve"]) for r in row["runs"]] == [2, 2]
+            assert row["runs"][0]["test_acc"] == row["runs"][0]["test_curve"][-1]
+    search_model = evaluation["rows"][-1]
+    assert search_model["test_acc"] == search_results["final"]["test_acc"]
+    table = (out_dir / "evaluation.md").read_text()
+    assert all(f"| {name} |" in table for name in ROWS)
+    assert (out_dir / "loss_curves.png").stat().st_size > 0
+    assert {p.name for p in (out_dir / "tb").iterdir() if p.is_dir()} == set(ROWS)
+
+
+def test_evaluate_refuses_a_missing_run(tmp_path):
+    result = run_cli(tmp_path / "evaluation", f"run={tmp_path / 'nothing'}", module="amlfs.evaluate")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "results.json" in result.stderr
