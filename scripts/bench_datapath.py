@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
@@ -24,9 +25,30 @@ from amlfs.data import epoch_stream
 from amlfs.datasets import SOURCES, load_data
 from amlfs.losses import CrossEntropy
 from amlfs.models import build_model
+from amlfs.search import CONFIG_DIR
 from amlfs.training import make_optimizer, train_one_epoch
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments every benchmark script takes: where to run, what to train, how often to measure."""
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dataset", default="fashion_mnist", choices=["mnist", "fashion_mnist", "cifar10", "cifar100"])
+    parser.add_argument("--model", default="cnn")
+    parser.add_argument("--root", default="data")
+    parser.add_argument("--archives", default=None, help="folder with the original archives, when not yet under --root")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per configuration; the median is reported")
+    parser.add_argument("--json", type=Path, default=None)
+
+
+def bench_config(args: argparse.Namespace, batch_size: int, *overrides: str) -> DictConfig:
+    """The search config the benchmark trains with: `args`' dataset and model (linear head), no augmentation."""
+    overrides = [f"dataset={args.dataset}", f"model={args.model}", f"dataset.root={Path(args.root).resolve()}",
+                 "dataset.download=false", "model.head=linear", "train.augment=false", f"train.batch_size={batch_size}", *overrides]
+    if args.archives:
+        overrides.append(f"dataset.archives={Path(args.archives).resolve()}")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="search", overrides=overrides)
 
 
 def synchronize(device: torch.device) -> None:
@@ -76,27 +98,16 @@ def time_amlfs(cfg, model, data, device, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dataset", default="fashion_mnist", choices=["mnist", "fashion_mnist", "cifar10", "cifar100"])
-    parser.add_argument("--model", default="cnn")
-    parser.add_argument("--root", default="data")
-    parser.add_argument("--archives", default=None, help="folder with the original archives, when not yet under --root")
+    add_common_arguments(parser)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader worker counts to measure")
     parser.add_argument("--steps", type=int, default=150, help="timed training steps per measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="measurements per configuration; the median is reported")
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    overrides = [f"dataset={args.dataset}", f"model={args.model}", f"dataset.root={Path(args.root).resolve()}",
-                 "dataset.download=false", "model.head=linear", "train.augment=false"]
-    if args.archives:
-        overrides.append(f"dataset.archives={Path(args.archives).resolve()}")
     rows = []
     for batch in args.batch_sizes:
-        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            cfg = compose(config_name="search", overrides=overrides + [f"train.batch_size={batch}"])
+        cfg = bench_config(args, batch)
         data = load_data(cfg.dataset, device)
         torch.manual_seed(0)
         model = build_model(cfg.model, data.image_shape, data.num_classes).to(device)

@@ -13,10 +13,8 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from amlfs.data import epoch_stream
 from amlfs.datasets import load_data
@@ -25,9 +23,7 @@ from amlfs.models import build_model
 from amlfs.population import VectorizedPopulation
 from amlfs.space import build_space
 from amlfs.training import make_optimizer, train_one_epoch
-from bench_datapath import synchronize, time_dataloader
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from bench_datapath import add_common_arguments, bench_config, synchronize, time_dataloader
 
 
 def time_sequential(cfg, model, data, device, steps: int) -> float:
@@ -67,30 +63,19 @@ def time_vectorized(cfg, model, data, device, size: int, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dataset", default="fashion_mnist", choices=["mnist", "fashion_mnist", "cifar10", "cifar100"])
-    parser.add_argument("--model", default="cnn")
-    parser.add_argument("--space", default="amlfs")
-    parser.add_argument("--root", default="data")
-    parser.add_argument("--archives", default=None, help="folder with the original archives, when not yet under --root")
+    add_common_arguments(parser)
+    parser.add_argument("--space", default="amlfs_tau", help="the loss space of rows (b) and (c), at its identity")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--populations", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for row (a)")
     parser.add_argument("--steps", type=int, default=40, help="timed training steps per child")
-    parser.add_argument("--repeats", type=int, default=3, help="measurements per configuration; the median is reported")
     parser.add_argument("--autocast", default=None, choices=[None, "bf16"])
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    overrides = [f"dataset={args.dataset}", f"model={args.model}", f"space={args.space}", "dataset.download=false",
-                 f"dataset.root={Path(args.root).resolve()}", "train.augment=false", f"train.autocast={args.autocast or 'null'}"]
-    if args.archives:
-        overrides.append(f"dataset.archives={Path(args.archives).resolve()}")
     rows = []
     for batch in args.batch_sizes:
-        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            cfg = compose(config_name="search", overrides=overrides + [f"train.batch_size={batch}"])
+        cfg = bench_config(args, batch, f"space={args.space}", f"train.autocast={args.autocast or 'null'}")
         data = load_data(cfg.dataset, device)
 
         def measure(label: str, size: int, run) -> None:

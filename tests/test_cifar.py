@@ -9,7 +9,6 @@ import torch
 
 from amlfs.datasets import load_arrays, load_data
 from amlfs.idx import DataFileError
-from amlfs.seeding import derive_seed
 
 from conftest import compose_search, run_cli
 from fake_cifar import write_cifar_archive

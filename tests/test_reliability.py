@@ -1,7 +1,6 @@
 """Reliability: kill and resume bit-identically, contained child failures, one-line errors, Ctrl-C."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -77,6 +77,7 @@ def test_same_seed_same_results(tiny_run, tmp_path):
     second = without_timings(json.loads((tmp_path / "again" / "results.json").read_text()))
     assert first == second
     other = run_cli(tmp_path / "other", "experiment=smoke", "seed=1")
+    assert other.returncode == 0, other.stderr
     assert without_timings(json.loads((tmp_path / "other" / "results.json").read_text()))["epochs"] != first["epochs"]
 
 
