@@ -3,6 +3,7 @@
     python -m amlfs.search [dataset=...] [model=...] [space=...] [search.population=B] ...
 """
 
+import json
 import logging
 import math
 import sys
@@ -52,6 +53,12 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict:
     saved = checkpoint.load_latest(run_dir) if cfg.resume else None
     if saved:
         checkpoint.check_resumable(saved["config"], config)
+        results_file = run_dir / "results.json"
+        if saved["epochs_done"] == cfg.search.epochs and results_file.exists():
+            results = json.loads(results_file.read_text())
+            if results.get("final"):
+                log.info("%s finished all %d epochs already: nothing to resume", run_dir, cfg.search.epochs)
+                return results
     dtype = getattr(torch, cfg.train.dtype)
     data = load_data(cfg.dataset, device, augment=cfg.train.augment, dtype=dtype)
     space = build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale)

@@ -96,6 +96,9 @@ def test_killed_while_writing_a_checkpoint_resumes_bit_identically(tmp_path, uni
     assert resumed.returncode == 0, resumed.stderr
     assert_same_search(run_dir, uninterrupted)
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("epoch-*.pt")) == ["epoch-00003.pt", "epoch-00004.pt"]
+    finished = run_cli(run_dir, *RUN, "resume=true")
+    assert finished.returncode == 0 and "nothing to resume" in finished.stdout + finished.stderr
+    assert_same_search(run_dir, uninterrupted)
 
 
 def test_interrupt_says_how_to_resume(tmp_path, uninterrupted):
