@@ -55,8 +55,7 @@ class Recorder:
         scalars.update({f"mu/{name}": value for name, value in zip(self.space.names(), record["mu"])})
         scalars.update({f"child_train_loss/{i}": value for i, value in enumerate(train_loss) if value is not None})
         for tag, value in scalars.items():
-            if value is not None:
-                self.writer.add_scalar(tag, float(value), step)
+            self.writer.add_scalar(tag, float(value), step)
         last = step == self.epochs - 1
         if self.space.dim and record["best"] is not None and (last or step % self.curve_every == 0):
             curves = {"mu": torch.tensor(record["mu"]), "best sample": torch.tensor(record["thetas"][record["best"]])}
