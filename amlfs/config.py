@@ -112,8 +112,9 @@ def validate(cfg: DictConfig) -> torch.device:
     _choice(cfg, "search.backend", set(BACKENDS))
     _real(cfg, "search.max_train_loss", 0, math.inf, low_open=True, high_open=False)
     _integer(cfg, "search.max_failed_epochs", 1)
-    if not isinstance(_value(cfg, "resume"), bool):
-        _fail("resume", _value(cfg, "resume"), "use true or false")
+    for key in ("resume", "train.fused_adam"):
+        if not isinstance(_value(cfg, key), bool):
+            _fail(key, _value(cfg, key), "use true or false")
     _integer(cfg, "train.batch_size", 1)
     _choice(cfg, "train.dtype", {"float32", "float64"})
     if _value(cfg, "train.autocast") is not None:

@@ -70,12 +70,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for row (a)")
     parser.add_argument("--steps", type=int, default=40, help="timed training steps per child")
     parser.add_argument("--autocast", default=None, choices=[None, "bf16"])
+    parser.add_argument("--fused-adam", action="store_true", help="torch's fused Adam kernel in rows (b) and (c)")
     args = parser.parse_args()
 
     device = torch.device(args.device)
     rows = []
     for batch in args.batch_sizes:
-        cfg = bench_config(args, batch, f"space={args.space}", f"train.autocast={args.autocast or 'null'}")
+        cfg = bench_config(args, batch, f"space={args.space}", f"train.autocast={args.autocast or 'null'}",
+                           f"train.fused_adam={str(args.fused_adam).lower()}")
         data = load_data(cfg.dataset, device)
 
         def measure(label: str, size: int, run) -> None:
@@ -93,7 +95,7 @@ def main() -> None:
             measure("(c) amlfs vectorized", size, lambda model: time_vectorized(cfg, model, data, device, size, args.steps))
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
-    print(f"\n{args.dataset}, model {args.model}, space {args.space}, {where}, torch {torch.__version__}, autocast {args.autocast}")
+    print(f"\n{args.dataset}, model {args.model}, space {args.space}, {where}, torch {torch.__version__}, autocast {args.autocast}, fused Adam {args.fused_adam}")
     print(f"{'path':<36}{'B':>4}{'batch':>7}{'child-img/s':>14}{'vs (a)':>9}{'vs (b)':>9}")
     for batch in args.batch_sizes:
         baseline = next(r for r in rows if r["batch_size"] == batch and r["path"].startswith("(a)"))["child_images_per_second"]

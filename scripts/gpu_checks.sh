@@ -14,5 +14,8 @@ python3 scripts/bench_datapath.py --device cuda --root .device_data --batch-size
     --json "$OUT/datapath.json" 2>&1 | tee "$OUT/datapath.txt"
 python3 scripts/bench_population.py --device cuda --root .device_data --batch-sizes 128 512 --populations 4 8 16 \
     --workers 8 --steps 40 --repeats 3 --json "$OUT/population.json" 2>&1 | tee "$OUT/population.txt"
+python3 scripts/bench_population.py --device cuda --root .device_data --batch-sizes 128 --populations 8 16 \
+    --workers 8 --steps 40 --repeats 3 --autocast bf16 --fused-adam --json "$OUT/population_bf16_fused.json" 2>&1 \
+    | tee "$OUT/population_bf16_fused.txt"
 /usr/bin/time -v python3 -m amlfs.search experiment=fashion_mnist_sym40 dataset.root=.device_data device=cuda \
     hydra.run.dir="$OUT/search" 2>&1 | tail -40 | tee "$OUT/search.txt"

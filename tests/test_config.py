@@ -50,6 +50,7 @@ def test_every_experiment_composes_and_validates(name):
         (["controller.sigma=abc"], "controller.sigma"),
         (["dataset.val_fraction=1.0"], "dataset.val_fraction"),
         (["train.batch_size=0"], "train.batch_size"),
+        (["train.fused_adam=2"], "train.fused_adam"),
         (["device=tpu"], "device"),
         (["device=cuda:7"], "device"),
     ],

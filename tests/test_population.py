@@ -1,4 +1,4 @@
-"""The two population backends: one stacked Adam equals B Adams; sequential and vectorised give the same search."""
+"""The two population backends: one stacked Adam (default or fused kernel) equals B Adams; sequential and vectorised give the same search."""
 
 import json
 
@@ -10,13 +10,14 @@ from amlfs.search import run_search
 from conftest import compose_search
 
 
-def test_one_adam_over_stacked_parameters_equals_one_adam_per_child():
+@pytest.mark.parametrize("fused", [None, True])
+def test_one_adam_over_stacked_parameters_equals_one_adam_per_child(fused):
     g = torch.Generator().manual_seed(0)
     shapes = [(3, 4), (5,)]
     stacked = [torch.randn(4, *s, generator=g, dtype=torch.float64, requires_grad=True) for s in shapes]
     separate = [[p[i].detach().clone().requires_grad_() for p in stacked] for i in range(4)]
     options = {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.1}
-    stacked_adam = torch.optim.Adam(stacked, **options)
+    stacked_adam = torch.optim.Adam(stacked, **options, fused=fused)
     child_adams = [torch.optim.Adam(params, **options) for params in separate]
     for _ in range(5):
         grads = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in stacked]
@@ -44,6 +45,7 @@ def search(tmp_path, backend: str, *overrides: str) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("overrides", [
     ["model=cnn"],
+    ["model=cnn", "train.fused_adam=true"],
     ["model=resnet20", "train.augment=true"],
     ["model=resnet20", "search.shared_batches=false"],
 ])
