@@ -11,10 +11,11 @@ def make_optimizer(parameters, cfg) -> torch.optim.Adam:
     """The fixed child optimizer: Adam with the ``train`` config's hyperparameters.
 
     ``train.fused_adam`` selects torch's fused kernel (one kernel for all tensors) instead of its default
-    implementation (foreach on CUDA, per-tensor on the CPU); both compute the same update.
+    implementation (foreach on CUDA, per-tensor on the CPU); both compute the same update. Configs of runs
+    made before the key existed lack it and get the default.
     """
     return torch.optim.Adam(parameters, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
-                            fused=True if cfg.fused_adam else None)
+                            fused=True if cfg.get("fused_adam", False) else None)
 
 
 def autocast(device: torch.device, mode: str | None):
