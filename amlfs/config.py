@@ -2,9 +2,11 @@
 
 import math
 import re
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from amlfs.noise import ASYMMETRIC_MAPS
 from amlfs.population import BACKENDS
@@ -13,6 +15,9 @@ SPACES = {"amlfs", "amlfs_tau", "ce"}
 MODELS = {"mlp", "cnn", "lenet5", "resnet20", "resnet32", "resnet56"}
 DATASETS = {"fashion_mnist_small", "mnist", "fashion_mnist", "cifar10", "cifar100"}
 HEADS = {"linear", "cosine"}
+COMPILE_MODES = {"default", "reduce-overhead", "max-autotune"}
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+GROUPS = ("dataset", "model", "space", "controller")
 
 
 class ConfigError(ValueError):
@@ -33,8 +38,29 @@ def flatten(config: dict, prefix: str = "") -> dict:
     return flat
 
 
+def with_defaults(saved: dict) -> DictConfig:
+    """A run's saved config, completed with the current defaults of keys added to amlfs since the run was written.
+
+    A new key defaults to the behaviour from before it existed, so an older run evaluates and resumes as it ran.
+    The defaults are those of configs/search.yaml and of the group files the run chose (its dataset, model, ...).
+    """
+    base = OmegaConf.load(CONFIG_DIR / "search.yaml")
+    for key in ("defaults", "hydra"):
+        base.pop(key)
+    for group in GROUPS:
+        path = CONFIG_DIR / group / f"{saved.get(group, {}).get('name')}.yaml"
+        if path.is_file():
+            base = OmegaConf.merge(base, {group: OmegaConf.load(path)})
+    merged = OmegaConf.merge(base, saved)
+    OmegaConf.resolve(merged)
+    return merged
+
+
 def _value(cfg: DictConfig, key: str):
-    return OmegaConf.select(cfg, key, default=None)
+    try:
+        return OmegaConf.select(cfg, key, default=None)
+    except OmegaConfBaseException:  # a parent that is not a mapping, e.g. dataset.noise=[]
+        return None
 
 
 def _fail(key: str, value, allowed: str):
@@ -112,13 +138,15 @@ def validate(cfg: DictConfig) -> torch.device:
     _choice(cfg, "search.backend", set(BACKENDS))
     _real(cfg, "search.max_train_loss", 0, math.inf, low_open=True, high_open=False)
     _integer(cfg, "search.max_failed_epochs", 1)
-    for key in ("resume", "train.fused_adam"):
+    for key in ("resume", "train.fused_adam", "train.channels_last"):
         if not isinstance(_value(cfg, key), bool):
             _fail(key, _value(cfg, key), "use true or false")
     _integer(cfg, "train.batch_size", 1)
     _choice(cfg, "train.dtype", {"float32", "float64"})
     if _value(cfg, "train.autocast") is not None:
         _choice(cfg, "train.autocast", {"bf16"})
+    if _value(cfg, "train.compile") is not None:
+        _choice(cfg, "train.compile", COMPILE_MODES)
     _integer(cfg, "train.eval_batch_size", 1)
     _real(cfg, "train.lr", 0, math.inf, low_open=True, high_open=True)
     _integer(cfg, "log.curve_every", 1)

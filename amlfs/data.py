@@ -68,6 +68,7 @@ class DeviceData:
     augment: bool = False
     crop_padding: int = 4
     dtype: torch.dtype = torch.float32
+    memory_format: torch.memory_format = torch.contiguous_format
     info: dict = field(default_factory=dict)
 
     @property
@@ -75,7 +76,7 @@ class DeviceData:
         return tuple(self.train.images.shape[1:])
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.to(self.dtype) / 255 - self.mean) / self.std
+        return ((images.to(self.dtype) / 255 - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
     def train_batches(self, order: torch.Tensor, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of the training split in `order`; augmented (drawing from `generator`) when enabled."""

@@ -223,7 +223,8 @@ def _subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int
     return images[keep], labels[keep]
 
 
-def load_data(cfg, device: torch.device, augment: bool = False, dtype: torch.dtype = torch.float32) -> DeviceData:
+def load_data(cfg, device: torch.device, augment: bool = False, dtype: torch.dtype = torch.float32,
+              memory_format: torch.memory_format = torch.contiguous_format) -> DeviceData:
     """Load config group ``dataset``: carve the validation split from the training data, add label noise, move to `device`.
 
     Noise touches the training part, and the validation part too when ``noise.validation=noisy``;
@@ -253,6 +254,7 @@ def load_data(cfg, device: torch.device, augment: bool = False, dtype: torch.dty
         std=torch.tensor(list(cfg.std), device=device, dtype=dtype).view(1, channels, 1, 1),
         augment=augment,
         dtype=dtype,
+        memory_format=memory_format,
         info={
             "train": len(rest),
             "val": len(held_out),

@@ -22,17 +22,16 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from amlfs import atomic
-from amlfs.config import ConfigError, resolve_device
+from amlfs.config import CONFIG_DIR, ConfigError, resolve_device, with_defaults
 from amlfs.data import DeviceData, epoch_stream
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
 from amlfs.losses import BASELINES, SearchedLoss
 from amlfs.models import build_model
 from amlfs.plots import probability_curves
-from amlfs.search import CONFIG_DIR
 from amlfs.seeding import derive_seed
 from amlfs.space import build_space
-from amlfs.training import accuracy, make_optimizer, train_one_epoch
+from amlfs.training import accuracy, make_optimizer, memory_format, train_one_epoch
 
 log = logging.getLogger("amlfs")
 SEARCH_ROWS = ("searched", "schedule", "search_model")
@@ -65,8 +64,8 @@ def criteria(row: str, search_cfg: DictConfig, results: dict, device, dtype) -> 
 def retrain(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceData, losses: list, seed: int, device, dtype) -> dict:
     """Train a fresh model with `losses[epoch]` in each epoch; accuracies after every epoch (test for reporting only)."""
     torch.manual_seed(derive_seed(seed, "evaluate", "model"))
-    model = build_model(model_cfg, data.image_shape, data.num_classes).to(device, dtype)
     train = search_cfg.train
+    model = build_model(model_cfg, data.image_shape, data.num_classes).to(device, dtype, memory_format=memory_format(train))
     optimizer = make_optimizer(model.parameters(), train)
     val, test, finite = [], [], True
     started = time.perf_counter()
@@ -156,11 +155,12 @@ def run_evaluation(cfg: DictConfig, out_dir: Path) -> dict:
         raise ConfigError(f"evaluate.rows={list(cfg.evaluate.rows)} is not allowed: unknown {unknown}; choose from {sorted(BASELINES) + list(SEARCH_ROWS)}")
     if not isinstance(cfg.evaluate.seeds, int) or cfg.evaluate.seeds < 1:
         raise ConfigError(f"evaluate.seeds={cfg.evaluate.seeds!r} is not allowed: use an integer >= 1")
-    search_cfg = OmegaConf.create(results["config"])
+    search_cfg = with_defaults(results["config"])
     search_cfg.dataset = OmegaConf.merge(search_cfg.dataset, cfg.evaluate.dataset)
     device = resolve_device(cfg.device)
     dtype = getattr(torch, search_cfg.train.dtype)
-    data = load_data(search_cfg.dataset, device, augment=search_cfg.train.augment, dtype=dtype)
+    data = load_data(search_cfg.dataset, device, augment=search_cfg.train.augment, dtype=dtype,
+                     memory_format=memory_format(search_cfg.train))
     baseline_model = search_cfg.model.copy()
     if cfg.evaluate.baseline_head != "same":
         baseline_model.head = cfg.evaluate.baseline_head
@@ -198,7 +198,7 @@ def run_evaluation(cfg: DictConfig, out_dir: Path) -> dict:
     return evaluation
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:

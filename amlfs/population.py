@@ -15,7 +15,7 @@ from amlfs.data import DeviceData, Split, epoch_stream
 from amlfs.losses import SearchedLoss
 from amlfs.seeding import derive_seed
 from amlfs.space import LossSpace
-from amlfs.training import accuracy, all_finite, autocast, make_optimizer, train_one_epoch
+from amlfs.training import accuracy, all_finite, autocast, compiled, make_optimizer, train_one_epoch
 
 BACKENDS = ("auto", "sequential", "vectorized")
 
@@ -41,6 +41,7 @@ class Population:
         self.seed = seed
         self.shared_batches = shared_batches
         self.device = data.train.labels.device
+        self.runner = compiled(model, train_cfg)
         self.broadcast_state = {
             "model": {key: value.detach().clone() for key, value in model.state_dict().items()},
             "optimizer": make_optimizer(model.parameters(), train_cfg).state_dict(),
@@ -54,7 +55,7 @@ class Population:
     def accuracy(self, split: Split) -> torch.Tensor:
         """Accuracy of the broadcast model on `split`."""
         self.model.load_state_dict(self.broadcast_state["model"])
-        return accuracy(self.model, self.data, split, self.train_cfg.eval_batch_size, self.train_cfg.autocast)
+        return accuracy(self.runner, self.data, split, self.train_cfg.eval_batch_size, self.train_cfg.autocast)
 
 
 class SequentialPopulation(Population):
@@ -73,11 +74,11 @@ class SequentialPopulation(Population):
             self.model.load_state_dict(self.broadcast_state["model"])
             self.optimizer.load_state_dict(copy.deepcopy(self.broadcast_state["optimizer"]))
             order, generator = self.stream(epoch, i)
-            loss, loss_finite = train_one_epoch(self.model, self.optimizer, SearchedLoss(self.space, theta), self.data, order,
+            loss, loss_finite = train_one_epoch(self.runner, self.optimizer, SearchedLoss(self.space, theta), self.data, order,
                                                 cfg.batch_size, generator, cfg.autocast)
             losses.append(loss)
             finite.append(loss_finite & all_finite(self.model.state_dict().values()))
-            rewards.append(accuracy(self.model, self.data, self.data.val, cfg.eval_batch_size, cfg.autocast))
+            rewards.append(accuracy(self.runner, self.data, self.data.val, cfg.eval_batch_size, cfg.autocast))
             self.children.append({
                 "model": {key: value.detach().clone() for key, value in self.model.state_dict().items()},
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
@@ -111,8 +112,17 @@ class VectorizedPopulation(Population):
         def forward(params, buffers, images):
             return functional_call(model, (params, buffers), (images,))
 
-        self.forward_shared = vmap(forward, in_dims=(0, 0, None), randomness="different")
-        self.forward_own = vmap(forward, in_dims=(0, 0, 0), randomness="different")
+        forward_shared = vmap(forward, in_dims=(0, 0, None), randomness="different")
+        forward_own = vmap(forward, in_dims=(0, 0, 0), randomness="different")
+
+        def logits(params, buffers, images, own_batches: bool):
+            return (forward_own if own_batches else forward_shared)(params, buffers, images)
+
+        def losses(params, buffers, images, labels, thetas, own_batches: bool):
+            return space.loss(thetas, logits(params, buffers, images, own_batches), labels).mean(-1)
+
+        self.logits = compiled(logits, train_cfg)
+        self.losses = compiled(losses, train_cfg)
 
     def _load_broadcast(self) -> None:
         """Copy the broadcast state into every child's slice of the stacked tensors."""
@@ -128,20 +138,15 @@ class VectorizedPopulation(Population):
                 }
 
     def _batches(self, epoch: int):
-        """(images, labels, image in_dim): shared batches, or each child's own batches stacked."""
+        """(images, labels): the shared batches, or each child's own batches stacked along a leading dimension."""
         if self.shared_batches:
             order, generator = self.stream(epoch, 0)
-            for images, labels in self.data.train_batches(order, self.train_cfg.batch_size, generator):
-                yield images, labels, None
+            yield from self.data.train_batches(order, self.train_cfg.batch_size, generator)
             return
         streams = [self.stream(epoch, i) for i in range(self.size)]
         for batch in zip(*(self.data.train_batches(order, self.train_cfg.batch_size, generator) for order, generator in streams)):
             images, labels = zip(*batch)
-            yield torch.stack(images), torch.stack(labels), 0
-
-    def _logits(self, images: torch.Tensor, in_dim) -> torch.Tensor:
-        forward = self.forward_shared if in_dim is None else self.forward_own
-        return forward(self.params, self.buffers, images)
+            yield torch.stack(images), torch.stack(labels)
 
     def train(self, thetas: torch.Tensor, epoch: int) -> EpochOutcome:
         if len(thetas) != self.size:
@@ -162,9 +167,10 @@ class VectorizedPopulation(Population):
         self.model.train()
         total = torch.zeros(self.size, device=self.device, dtype=self.data.dtype)
         finite = torch.ones(self.size, device=self.device, dtype=torch.bool)
-        for images, labels, in_dim in self._batches(epoch):
+        own_batches = not self.shared_batches
+        for images, labels in self._batches(epoch):
             with autocast(self.device, self.train_cfg.autocast):
-                losses = self.space.loss(thetas, self._logits(images, in_dim), labels).mean(-1)
+                losses = self.losses(self.params, self.buffers, images, labels, thetas, own_batches)
             self.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             self.optimizer.step()
@@ -179,7 +185,7 @@ class VectorizedPopulation(Population):
         correct = torch.zeros(self.size, dtype=torch.long, device=self.device)
         for images, labels in self.data.eval_batches(split, self.train_cfg.eval_batch_size):
             with autocast(self.device, self.train_cfg.autocast):
-                correct += (self._logits(images, None).argmax(-1) == labels).sum(-1)
+                correct += (self.logits(self.params, self.buffers, images, False).argmax(-1) == labels).sum(-1)
         return correct.double() / len(split)
 
     def broadcast(self, index: int) -> None:

@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from amlfs import checkpoint
-from amlfs.config import ConfigError, validate
+from amlfs.config import CONFIG_DIR, ConfigError, validate, with_defaults
 from amlfs.controller import ReinforceController
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
@@ -25,9 +25,9 @@ from amlfs.population import make_population, resolve_backend
 from amlfs.recorder import Recorder
 from amlfs.seeding import derive_seed
 from amlfs.space import build_space
+from amlfs.training import memory_format
 
 log = logging.getLogger("amlfs")
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 
 class SearchStopped(RuntimeError):
@@ -52,6 +52,8 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     saved = checkpoint.load_latest(run_dir) if cfg.resume else None
     if saved:
+        for record in (saved, saved["results"]):  # written by an older amlfs: fill in keys added since
+            record["config"] = OmegaConf.to_container(with_defaults(record["config"]))
         checkpoint.check_resumable(saved["config"], config)
         results_file = run_dir / "results.json"
         if saved["epochs_done"] == cfg.search.epochs and results_file.exists():
@@ -60,10 +62,11 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict:
                 log.info("%s finished all %d epochs already: nothing to resume", run_dir, cfg.search.epochs)
                 return results
     dtype = getattr(torch, cfg.train.dtype)
-    data = load_data(cfg.dataset, device, augment=cfg.train.augment, dtype=dtype)
+    layout = memory_format(cfg.train)
+    data = load_data(cfg.dataset, device, augment=cfg.train.augment, dtype=dtype, memory_format=layout)
     space = build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale)
     torch.manual_seed(derive_seed(cfg.seed, "model"))
-    model = build_model(cfg.model, data.image_shape, data.num_classes).to(device, dtype)
+    model = build_model(cfg.model, data.image_shape, data.num_classes).to(device, dtype, memory_format=layout)
     c = cfg.controller
     controller = ReinforceController(
         space.identity(), sigma=c.sigma, sigma_final=c.sigma_final, lr=c.lr, betas=c.betas,
@@ -142,13 +145,17 @@ def resume_command(run_dir: Path) -> str:
     return " ".join(["python -m amlfs.search", *overrides, f"hydra.run.dir={run_dir}", "resume=true"])
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="search")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="search")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         run_search(cfg, run_dir)
     except (ConfigError, DataFileError) as err:
         print(f"amlfs: {err}", file=sys.stderr)
+        sys.exit(2)
+    except torch._dynamo.exc.BackendCompilerFailed as err:
+        reason = str(err).strip().splitlines()[0]
+        print(f"amlfs: train.compile={cfg.train.compile} failed on this machine ({reason}); run with train.compile=null", file=sys.stderr)
         sys.exit(2)
     except SearchStopped as err:
         print(f"amlfs: search stopped: {err}", file=sys.stderr)

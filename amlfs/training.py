@@ -11,11 +11,23 @@ def make_optimizer(parameters, cfg) -> torch.optim.Adam:
     """The fixed child optimizer: Adam with the ``train`` config's hyperparameters.
 
     ``train.fused_adam`` selects torch's fused kernel (one kernel for all tensors) instead of its default
-    implementation (foreach on CUDA, per-tensor on the CPU); both compute the same update. Configs of runs
-    made before the key existed lack it and get the default.
+    implementation (foreach on CUDA, per-tensor on the CPU); both compute the same update.
     """
     return torch.optim.Adam(parameters, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
-                            fused=True if cfg.get("fused_adam", False) else None)
+                            fused=True if cfg.fused_adam else None)
+
+
+def memory_format(cfg) -> torch.memory_format:
+    """The layout of images and conv weights under config ``train.channels_last``."""
+    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+
+def compiled(function: Callable, cfg) -> Callable:
+    """`function` (or a module) under ``torch.compile`` with mode ``train.compile``; itself when that is null.
+
+    Compiled on first call; later calls with the same shapes and train/eval mode reuse the compiled code.
+    """
+    return function if cfg.compile is None else torch.compile(function, mode=cfg.compile)
 
 
 def autocast(device: torch.device, mode: str | None):

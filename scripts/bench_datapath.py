@@ -21,11 +21,11 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
+from amlfs.config import CONFIG_DIR
 from amlfs.data import epoch_stream
 from amlfs.datasets import SOURCES, load_data
 from amlfs.losses import CrossEntropy
 from amlfs.models import build_model
-from amlfs.search import CONFIG_DIR
 from amlfs.training import make_optimizer, train_one_epoch
 
 
@@ -47,7 +47,7 @@ def bench_config(args: argparse.Namespace, batch_size: int, *overrides: str) -> 
                  "dataset.download=false", "model.head=linear", "train.augment=false", f"train.batch_size={batch_size}", *overrides]
     if args.archives:
         overrides.append(f"dataset.archives={Path(args.archives).resolve()}")
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="search", overrides=overrides)
 
 

@@ -22,7 +22,7 @@ from amlfs.losses import SearchedLoss
 from amlfs.models import build_model
 from amlfs.population import VectorizedPopulation
 from amlfs.space import build_space
-from amlfs.training import make_optimizer, train_one_epoch
+from amlfs.training import compiled, make_optimizer, memory_format, train_one_epoch
 from bench_datapath import add_common_arguments, bench_config, synchronize, time_dataloader
 
 
@@ -32,11 +32,12 @@ def time_sequential(cfg, model, data, device, steps: int) -> float:
     space = build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale)
     criterion = SearchedLoss(space, space.identity().to(device, data.dtype))
     batch = cfg.train.batch_size
+    runner = compiled(model, cfg.train)
     order, generator = epoch_stream(len(data.train), 0, device)
-    train_one_epoch(model, optimizer, criterion, data, order[: 3 * batch], batch, generator, cfg.train.autocast)
+    train_one_epoch(runner, optimizer, criterion, data, order[: 3 * batch], batch, generator, cfg.train.autocast)
     synchronize(device)
     started = time.perf_counter()
-    train_one_epoch(model, optimizer, criterion, data, order[: steps * batch], batch, generator, cfg.train.autocast)
+    train_one_epoch(runner, optimizer, criterion, data, order[: steps * batch], batch, generator, cfg.train.autocast)
     synchronize(device)
     return steps * batch / (time.perf_counter() - started)
 
@@ -71,31 +72,38 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="timed training steps per child")
     parser.add_argument("--autocast", default=None, choices=[None, "bf16"])
     parser.add_argument("--fused-adam", action="store_true", help="torch's fused Adam kernel in rows (b) and (c)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last images and weights in rows (b) and (c)")
+    parser.add_argument("--compile", default=None, choices=[None, "default", "reduce-overhead", "max-autotune"],
+                        help="torch.compile mode of rows (b) and (c); compilation happens in the untimed warm-up")
     args = parser.parse_args()
 
     device = torch.device(args.device)
     rows = []
     for batch in args.batch_sizes:
         cfg = bench_config(args, batch, f"space={args.space}", f"train.autocast={args.autocast or 'null'}",
-                           f"train.fused_adam={str(args.fused_adam).lower()}")
-        data = load_data(cfg.dataset, device)
+                           f"train.fused_adam={str(args.fused_adam).lower()}", f"train.compile={args.compile or 'null'}",
+                           f"train.channels_last={str(args.channels_last).lower()}")
+        layout = memory_format(cfg.train)  # rows (b) and (c); row (a) stays as users write it
+        data = load_data(cfg.dataset, device, memory_format=layout)
 
-        def measure(label: str, size: int, run) -> None:
+        def measure(label: str, size: int, run, layout=torch.contiguous_format) -> None:
             values = []
             for _ in range(args.repeats):
+                torch._dynamo.reset()  # each run compiles afresh (within dynamo's recompile limit), in its warm-up
                 torch.manual_seed(0)
-                values.append(run(build_model(cfg.model, data.image_shape, data.num_classes).to(device)))
+                values.append(run(build_model(cfg.model, data.image_shape, data.num_classes).to(device, memory_format=layout)))
             rows.append({"path": label, "population": size, "batch_size": batch, "child_images_per_second": statistics.median(values), "runs": values})
             print(f"  {label:<34} B={size:<3} batch {batch:<4} {statistics.median(values):>12,.0f} child-img/s", flush=True)
 
         measure(f"(a) DataLoader, {args.workers} workers, one by one", 1,
                 lambda model: time_dataloader(cfg, model, device, args.workers, args.steps))
-        measure("(b) amlfs sequential", 1, lambda model: time_sequential(cfg, model, data, device, args.steps))
+        measure("(b) amlfs sequential", 1, lambda model: time_sequential(cfg, model, data, device, args.steps), layout)
         for size in args.populations:
-            measure("(c) amlfs vectorized", size, lambda model: time_vectorized(cfg, model, data, device, size, args.steps))
+            measure("(c) amlfs vectorized", size, lambda model: time_vectorized(cfg, model, data, device, size, args.steps), layout)
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
-    print(f"\n{args.dataset}, model {args.model}, space {args.space}, {where}, torch {torch.__version__}, autocast {args.autocast}, fused Adam {args.fused_adam}")
+    print(f"\n{args.dataset}, model {args.model}, space {args.space}, {where}, torch {torch.__version__}, autocast {args.autocast}, "
+          f"fused Adam {args.fused_adam}, channels-last {args.channels_last}, compile {args.compile}")
     print(f"{'path':<36}{'B':>4}{'batch':>7}{'child-img/s':>14}{'vs (a)':>9}{'vs (b)':>9}")
     for batch in args.batch_sizes:
         baseline = next(r for r in rows if r["batch_size"] == batch and r["path"].startswith("(a)"))["child_images_per_second"]

@@ -1,9 +1,12 @@
 """Configs: every group option and experiment composes and validates; bad values get one clear error."""
 
+import copy
+
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from amlfs.config import ConfigError, validate
+from amlfs.config import ConfigError, validate, with_defaults
 from amlfs.models import build_model
 from amlfs.space import build_space
 
@@ -23,6 +26,19 @@ def test_every_group_option_composes_and_validates(group, option):
     cfg = compose_search(compatible(group, option))
     assert cfg[group].name == option
     assert validate(cfg) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_a_saved_config_without_newer_keys_is_completed_with_their_defaults(name):
+    written = OmegaConf.to_container(compose_search([f"experiment={name}", "device=cpu"]), resolve=True)
+    older = copy.deepcopy(written)
+    for section, key in [("train", "fused_adam"), ("train", "compile"), ("train", "channels_last"), ("dataset", "mean"), ("model", "head")]:
+        del older[section][key]
+    older["train"]["lr"] = 0.5
+    completed = OmegaConf.to_container(with_defaults(older))
+    assert completed["train"].pop("lr") == 0.5
+    written["train"].pop("lr")
+    assert completed == written
 
 
 @pytest.mark.parametrize("head", ["linear", "cosine"])
@@ -51,6 +67,8 @@ def test_every_experiment_composes_and_validates(name):
         (["dataset.val_fraction=1.0"], "dataset.val_fraction"),
         (["train.batch_size=0"], "train.batch_size"),
         (["train.fused_adam=2"], "train.fused_adam"),
+        (["train.channels_last=yes"], "train.channels_last"),
+        (["train.compile=fast"], "train.compile"),
         (["device=tpu"], "device"),
         (["device=cuda:7"], "device"),
     ],

@@ -1,10 +1,13 @@
-"""The two population backends: one stacked Adam (default or fused kernel) equals B Adams; sequential and vectorised give the same search."""
+"""The two population backends: one stacked Adam (default or fused kernel) equals B Adams; sequential and vectorised
+give the same search, compiled or not, in either memory layout."""
 
 import json
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
+from amlfs.datasets import load_data
 from amlfs.search import run_search
 
 from conftest import compose_search
@@ -37,7 +40,7 @@ def search(tmp_path, backend: str, *overrides: str) -> tuple[dict, dict]:
     cfg = compose_search(["experiment=smoke", "device=cpu", "train.dtype=float64", "search.population=3",
                           "dataset.max_train=200", "dataset.max_test=100", "train.batch_size=32",
                           f"search.backend={backend}", *overrides])
-    run_dir = tmp_path / backend
+    run_dir = tmp_path / "-".join([backend, *overrides]).replace("/", "_")
     run_dir.mkdir()
     results = run_search(cfg, run_dir)
     return json.loads(json.dumps(results)), torch.load(run_dir / "model.pt")
@@ -61,3 +64,39 @@ def test_sequential_and_vectorized_backends_agree(tmp_path, overrides):
         torch.testing.assert_close(vectorized_weights[name], weight, rtol=1e-9, atol=1e-11)
     if "model=resnet20" in overrides:
         assert "features.1.running_mean" in sequential_weights  # BatchNorm statistics compared too
+
+
+def assert_same_search(results: dict, weights: dict, reference: dict, reference_weights: dict, rtol: float) -> None:
+    for a, b in zip(results["epochs"], reference["epochs"]):
+        assert a["rewards"] == b["rewards"] and a["best"] == b["best"]
+        torch.testing.assert_close(torch.tensor(a["mu"]), torch.tensor(b["mu"]), rtol=rtol, atol=rtol)
+    for name, weight in reference_weights.items():
+        torch.testing.assert_close(weights[name], weight, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("backend", ["sequential", "vectorized"])
+def test_compiled_training_matches_eager_and_compiles_in_the_first_epoch_only(tmp_path, backend):
+    # Sizes that divide evenly into batches, so every batch has one shape: 180 train / 30, 20 val and 100 test / 20.
+    sizes = ["model=mlp", "space=amlfs_tau", "dataset.max_train=200", "train.batch_size=30", "train.eval_batch_size=20"]
+    eager, eager_weights = search(tmp_path, backend, *sizes, "search.epochs=3")
+    graphs = {}
+    for epochs in (1, 3):
+        torch._dynamo.reset()
+        counters.clear()
+        compiled, compiled_weights = search(tmp_path, backend, *sizes, f"search.epochs={epochs}", "train.compile=default")
+        graphs[epochs] = counters["stats"]["unique_graphs"]
+    assert graphs[3] == graphs[1] > 0  # epochs 2 and 3 reuse what epoch 1 compiled
+    assert_same_search(compiled, compiled_weights, eager, eager_weights, rtol=1e-9)
+
+
+def test_channels_last_batches_are_channels_last():
+    data = load_data(compose_search(["experiment=smoke"]).dataset, torch.device("cpu"), memory_format=torch.channels_last)
+    images, _ = next(data.train_batches(torch.arange(8), 4))
+    assert images.shape == (4, 1, 28, 28) and images.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("backend", ["sequential", "vectorized"])
+def test_channels_last_gives_the_same_search(tmp_path, backend):
+    contiguous, contiguous_weights = search(tmp_path, backend, "model=cnn")
+    channels_last, channels_last_weights = search(tmp_path, backend, "model=cnn", "train.channels_last=true")
+    assert_same_search(channels_last, channels_last_weights, contiguous, contiguous_weights, rtol=1e-9)

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
@@ -16,7 +16,8 @@ KEYS = [
     "search.backend", "search.max_train_loss", "search.max_failed_epochs", "model.name", "model.head", "model.scale",
     "controller.sigma", "controller.sigma_final", "controller.lr", "dataset.name", "dataset.val_fraction",
     "dataset.max_train", "dataset.noise", "dataset.noise.kind", "dataset.noise.rate", "dataset.noise.validation",
-    "dataset.noise_map", "train.batch_size", "train.lr", "train.dtype", "train.autocast", "log.curve_every",
+    "dataset.noise_map", "train.batch_size", "train.lr", "train.dtype", "train.autocast", "train.compile",
+    "train.channels_last", "train.fused_adam", "log.curve_every",
 ]
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
@@ -28,6 +29,7 @@ BASE = compose_search(["device=cpu"])
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=4))
+@example({"dataset.noise": []})  # a list where a mapping is expected
 def test_validator_answers_every_config(changes):
     config = OmegaConf.to_container(BASE)
     for key, value in changes.items():

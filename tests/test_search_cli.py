@@ -95,3 +95,10 @@ def test_config_error_is_one_line_without_traceback(tmp_path):
     assert result.stderr.strip().count("\n") == 0
     assert "model.head='linear'" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "bad" / "results.json").exists()
+
+
+def test_a_machine_that_cannot_compile_gets_one_line(tmp_path):
+    result = run_cli(tmp_path / "run", "experiment=smoke", "train.compile=default", env={"CXX": str(tmp_path / "no-compiler")})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "train.compile=default failed" in result.stderr and "train.compile=null" in result.stderr
