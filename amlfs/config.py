@@ -9,12 +9,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from amlfs.noise import ASYMMETRIC_MAPS
-from amlfs.population import BACKENDS
 
 SPACES = {"amlfs", "amlfs_tau", "ce"}
 MODELS = {"mlp", "cnn", "lenet5", "resnet20", "resnet32", "resnet56"}
 DATASETS = {"fashion_mnist_small", "mnist", "fashion_mnist", "cifar10", "cifar100"}
 HEADS = {"linear", "cosine"}
+BACKENDS = {"auto", "sequential", "vectorized"}
 COMPILE_MODES = {"default", "reduce-overhead", "max-autotune"}
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ("dataset", "model", "space", "controller")
@@ -135,10 +135,10 @@ def validate(cfg: DictConfig) -> torch.device:
     _choice(cfg, "dataset.noise.validation", {"clean", "noisy"})
     if noise == "asymmetric":
         _choice(cfg, "dataset.noise_map", set(ASYMMETRIC_MAPS))
-    _choice(cfg, "search.backend", set(BACKENDS))
+    _choice(cfg, "search.backend", BACKENDS)
     _real(cfg, "search.max_train_loss", 0, math.inf, low_open=True, high_open=False)
     _integer(cfg, "search.max_failed_epochs", 1)
-    for key in ("resume", "train.fused_adam", "train.channels_last"):
+    for key in ("resume", "space.continuous", "train.fused_adam", "train.channels_last"):
         if not isinstance(_value(cfg, key), bool):
             _fail(key, _value(cfg, key), "use true or false")
     _integer(cfg, "train.batch_size", 1)

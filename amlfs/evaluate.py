@@ -26,7 +26,7 @@ from amlfs.config import CONFIG_DIR, ConfigError, resolve_device, with_defaults
 from amlfs.data import DeviceData, epoch_stream
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
-from amlfs.losses import BASELINES, SearchedLoss
+from amlfs.losses import BASELINES, SearchedLoss, schedule_thetas
 from amlfs.models import build_model
 from amlfs.plots import probability_curves
 from amlfs.seeding import derive_seed
@@ -54,11 +54,10 @@ def criteria(row: str, search_cfg: DictConfig, results: dict, device, dtype) -> 
     epochs = search_cfg.search.epochs
     if row in BASELINES:
         return [BASELINES[row]()] * epochs
-    space = build_space(search_cfg.space.name, search_cfg.space.intervals, search_cfg.model.scale)
+    space = build_space(search_cfg.space.name, search_cfg.space.intervals, search_cfg.model.scale, search_cfg.space.continuous)
     if row == "searched":
         return [SearchedLoss(space, torch.tensor(results["final"]["mu"])).to(device, dtype)] * epochs
-    schedule = [e["thetas"][e["best"]] if e["best"] is not None else e["mu"] for e in results["epochs"]]
-    return [SearchedLoss(space, torch.tensor(theta)).to(device, dtype) for theta in schedule]
+    return [SearchedLoss(space, torch.tensor(theta)).to(device, dtype) for theta in schedule_thetas(results)]
 
 
 def retrain(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceData, losses: list, seed: int, device, dtype) -> dict:

@@ -17,9 +17,6 @@ from amlfs.seeding import derive_seed
 from amlfs.space import LossSpace
 from amlfs.training import accuracy, all_finite, autocast, compiled, make_optimizer, train_one_epoch
 
-BACKENDS = ("auto", "sequential", "vectorized")
-
-
 @dataclass
 class EpochOutcome:
     """What the children of one epoch achieved, one entry per child (tensors on the device)."""

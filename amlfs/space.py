@@ -1,14 +1,16 @@
 """The AM-LFS loss search space, evaluated for a whole batch of parameter vectors at once.
 
 A parameter vector theta holds, for each transform the space uses, M slopes then M
-intercepts of a piecewise-linear function on M equal intervals:
+intercepts of a piecewise-linear function on M equal intervals (the paper's form, free to jump
+at interval boundaries), or, in the continuous form, the function's value at the left end then
+its M slopes (no jumps, M + 1 parameters per transform):
 
 - ``t`` on [-1, 1] maps the target-class cosine of a cosine-classifier head,
   so the target logit ``s * cos`` becomes ``s * t(cos)``;
 - ``tau`` on [0, 1] maps the target-class softmax probability p_y, and the loss
   is ``-log(tau(p_y))``.
 
-Slopes 1 and intercepts 0 give exactly cross-entropy.
+Slopes 1 and intercepts 0 (continuous: the left end's own value as start) give exactly cross-entropy.
 """
 
 from dataclasses import dataclass
@@ -38,15 +40,21 @@ class LossSpace:
     transforms: which of "t" and "tau" the space uses (none: plain cross-entropy).
     intervals: M, the number of equal pieces of each transform.
     scale: s of the cosine head; needed only by "t".
+    continuous: parameterise each transform by its start value and slopes, so it cannot jump.
     """
 
     transforms: tuple[str, ...]
     intervals: int
     scale: float = 1.0
+    continuous: bool = False
+
+    @property
+    def per_transform(self) -> int:
+        return self.intervals + 1 if self.continuous else 2 * self.intervals
 
     @property
     def dim(self) -> int:
-        return 2 * self.intervals * len(self.transforms)
+        return self.per_transform * len(self.transforms)
 
     @property
     def needs_cosine_head(self) -> bool:
@@ -54,24 +62,37 @@ class LossSpace:
 
     def names(self) -> list[str]:
         """One name per parameter, e.g. ``tau.slope3``, in the order of theta."""
-        return [
-            f"{transform}.{kind}{i}"
-            for transform in self.transforms
-            for kind in ("slope", "intercept")
-            for i in range(self.intervals)
-        ]
+        kinds = [f"{kind}{i}" for kind in ("slope", "intercept") for i in range(self.intervals)]
+        if self.continuous:
+            kinds = ["start"] + [f"slope{i}" for i in range(self.intervals)]
+        return [f"{transform}.{kind}" for transform in self.transforms for kind in kinds]
 
     def identity(self) -> torch.Tensor:
-        """The parameter vector of cross-entropy: slopes 1, intercepts 0."""
-        piece = torch.cat([torch.ones(self.intervals), torch.zeros(self.intervals)])
-        return piece.repeat(len(self.transforms)).double()
+        """The parameter vector of cross-entropy: every transform the identity."""
+        ones = torch.ones(self.intervals, dtype=torch.float64)
+        pieces = [
+            torch.cat([torch.tensor([TRANSFORMS[name][0]], dtype=torch.float64), ones]) if self.continuous
+            else torch.cat([ones, torch.zeros_like(ones)])
+            for name in self.transforms
+        ]
+        return torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.float64)
 
     def unpack(self, theta: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Split theta [B, dim] into {transform: (slopes [B, M], intercepts [B, M])}."""
         if theta.shape[-1] != self.dim:
             raise ValueError(f"theta has {theta.shape[-1]} entries, this space needs {self.dim}")
-        chunks = theta.split(self.intervals, dim=-1)
-        return {name: (chunks[2 * i], chunks[2 * i + 1]) for i, name in enumerate(self.transforms)}
+        params = {}
+        for name, chunk in zip(self.transforms, theta.split(self.per_transform, dim=-1)):
+            if not self.continuous:
+                params[name] = (chunk[..., : self.intervals], chunk[..., self.intervals :])
+                continue
+            lo, hi = TRANSFORMS[name]
+            width = (hi - lo) / self.intervals
+            start, slopes = chunk[..., :1], chunk[..., 1:]
+            left_values = start + width * (slopes.cumsum(-1) - slopes)
+            left_ends = lo + width * torch.arange(self.intervals, dtype=theta.dtype, device=theta.device)
+            params[name] = (slopes, left_values - slopes * left_ends)
+        return params
 
     def transform(self, name: str, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Apply transform `name` under each parameter vector: theta [B, dim], x [B, N] -> [B, N]."""
@@ -111,9 +132,9 @@ class LossSpace:
         return torch.where((intercept == 0) & (slope > 0), through_origin, general)
 
 
-def build_space(name: str, intervals: int, scale: float = 1.0) -> LossSpace:
+def build_space(name: str, intervals: int, scale: float = 1.0, continuous: bool = False) -> LossSpace:
     """The space of config ``space=<name>``."""
     transforms = {"amlfs": ("t", "tau"), "amlfs_tau": ("tau",), "ce": ()}
     if name not in transforms:
         raise ValueError(f"unknown space {name!r}; choose one of {sorted(transforms)}")
-    return LossSpace(transforms[name], intervals, scale)
+    return LossSpace(transforms[name], intervals, scale, continuous)

@@ -29,7 +29,7 @@ from bench_datapath import add_common_arguments, bench_config, synchronize, time
 def time_sequential(cfg, model, data, device, steps: int) -> float:
     """Child-images/s of one child trained by amlfs's sequential path (the rate of B children one by one)."""
     optimizer = make_optimizer(model.parameters(), cfg.train)
-    space = build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale)
+    space = build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale, cfg.space.continuous)
     criterion = SearchedLoss(space, space.identity().to(device, data.dtype))
     batch = cfg.train.batch_size
     runner = compiled(model, cfg.train)
@@ -44,7 +44,7 @@ def time_sequential(cfg, model, data, device, steps: int) -> float:
 
 def time_vectorized(cfg, model, data, device, size: int, steps: int) -> float:
     """Child-images/s of `size` children trained at once by the vectorised backend."""
-    space = build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale)
+    space = build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale, cfg.space.continuous)
     batch = cfg.train.batch_size
     full = data.train
     population = VectorizedPopulation(model, space, data, cfg.train, seed=0, shared_batches=True, size=size)

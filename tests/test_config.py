@@ -32,7 +32,8 @@ def test_every_group_option_composes_and_validates(group, option):
 def test_a_saved_config_without_newer_keys_is_completed_with_their_defaults(name):
     written = OmegaConf.to_container(compose_search([f"experiment={name}", "device=cpu"]), resolve=True)
     older = copy.deepcopy(written)
-    for section, key in [("train", "fused_adam"), ("train", "compile"), ("train", "channels_last"), ("dataset", "mean"), ("model", "head")]:
+    for section, key in [("train", "fused_adam"), ("train", "compile"), ("train", "channels_last"), ("space", "continuous"),
+                         ("dataset", "mean"), ("model", "head")]:
         del older[section][key]
     older["train"]["lr"] = 0.5
     completed = OmegaConf.to_container(with_defaults(older))
@@ -68,6 +69,7 @@ def test_every_experiment_composes_and_validates(name):
         (["train.batch_size=0"], "train.batch_size"),
         (["train.fused_adam=2"], "train.fused_adam"),
         (["train.channels_last=yes"], "train.channels_last"),
+        (["space.continuous=1"], "space.continuous"),
         (["train.compile=fast"], "train.compile"),
         (["device=tpu"], "device"),
         (["device=cuda:7"], "device"),

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import amlfs
 from amlfs.losses import (
     BASELINES, CrossEntropy, FocalLoss, GeneralizedCrossEntropy, LabelSmoothing, MeanAbsoluteError, NCEandRCE,
-    PolyLoss, SearchedLoss, SymmetricCrossEntropy,
+    PolyLoss, SearchedLoss, SymmetricCrossEntropy, schedule_thetas,
 )
 from amlfs.space import build_space
 
@@ -64,6 +64,15 @@ def finished_run(tmp_path_factory):
     return run_dir
 
 
+def test_load_loss_of_a_continuous_space_run(tmp_path):
+    result = run_cli(tmp_path, "experiment=smoke", "search.epochs=1", "space.continuous=true")
+    assert result.returncode == 0, result.stderr
+    mu = torch.tensor(json.loads((tmp_path / "results.json").read_text())["final"]["mu"], dtype=torch.float64)
+    assert len(mu) == 14
+    expected = build_space("amlfs", 6, scale=10.0, continuous=True).loss(mu[None], LOGITS.double(), TARGET).mean()
+    torch.testing.assert_close(amlfs.load_loss(tmp_path)(LOGITS.double(), TARGET), expected)
+
+
 def test_load_loss_is_the_space_at_the_final_mu(finished_run):
     loss = amlfs.load_loss(finished_run)
     results = json.loads((finished_run / "results.json").read_text())
@@ -77,6 +86,16 @@ def test_load_loss_is_the_space_at_the_final_mu(finished_run):
     assert per_sample.shape == (32,)
     best = amlfs.load_loss(finished_run, which="best_theta")
     assert best.theta.flatten().tolist() == results["final"]["best_theta"]
+
+
+def test_load_schedule_is_each_epochs_best_child(finished_run):
+    results = json.loads((finished_run / "results.json").read_text())
+    schedule = amlfs.load_schedule(finished_run, reduction="sum")
+    assert len(schedule) == len(results["epochs"]) == 2
+    for loss, epoch in zip(schedule, results["epochs"]):
+        assert loss.theta.flatten().tolist() == epoch["thetas"][epoch["best"]] and loss.reduction == "sum"
+    all_failed = {"epochs": [{"thetas": [[1.0], [2.0]], "best": 1, "mu": [0.0]}, {"thetas": [[3.0], [4.0]], "best": None, "mu": [5.0]}]}
+    assert schedule_thetas(all_failed) == [[2.0], [5.0]]
 
 
 def test_searched_loss_at_the_identity_is_cross_entropy():

@@ -49,6 +49,7 @@ def search(tmp_path, backend: str, *overrides: str) -> tuple[dict, dict]:
 @pytest.mark.parametrize("overrides", [
     ["model=cnn"],
     ["model=cnn", "train.fused_adam=true"],
+    ["model=cnn", "space.continuous=true"],
     ["model=resnet20", "train.augment=true"],
     ["model=resnet20", "search.shared_batches=false"],
 ])

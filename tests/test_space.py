@@ -14,11 +14,12 @@ def cosine_logits(n: int, classes: int, generator: torch.Generator, dtype=torch.
     return SCALE * (2 * torch.rand(n, classes, generator=generator, dtype=dtype) - 1)
 
 
+@pytest.mark.parametrize("continuous", [False, True])
 @pytest.mark.parametrize("name", ["amlfs", "amlfs_tau", "ce"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_identity_parameters_give_cross_entropy(name, dtype):
+def test_identity_parameters_give_cross_entropy(name, dtype, continuous):
     g = torch.Generator().manual_seed(0)
-    space = build_space(name, intervals=6, scale=SCALE)
+    space = build_space(name, intervals=6, scale=SCALE, continuous=continuous)
     logits = cosine_logits(512, 10, g, dtype)
     target = torch.randint(0, 10, (512,), generator=g)
     loss = space.loss(space.identity()[None], logits, target)[0]
@@ -55,10 +56,11 @@ def test_piecewise_linear_matches_interval_scan():
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("continuous", [False, True])
 @pytest.mark.parametrize("name", ["amlfs", "amlfs_tau"])
-def test_batch_of_parameter_vectors_equals_a_loop(name):
+def test_batch_of_parameter_vectors_equals_a_loop(name, continuous):
     g = torch.Generator().manual_seed(2)
-    space = build_space(name, intervals=6, scale=SCALE)
+    space = build_space(name, intervals=6, scale=SCALE, continuous=continuous)
     theta = space.identity() + 0.3 * torch.randn(5, space.dim, generator=g, dtype=torch.float64)
     logits = cosine_logits(64, 7, g)
     per_child_logits = cosine_logits(64, 7, g).expand(5, -1, -1) + 0.1 * torch.randn(5, 64, 7, generator=g)
@@ -68,6 +70,27 @@ def test_batch_of_parameter_vectors_equals_a_loop(name):
     for b in range(5):
         torch.testing.assert_close(batched_shared[b], space.loss(theta[b : b + 1], logits, target)[0])
         torch.testing.assert_close(batched_own[b], space.loss(theta[b : b + 1], per_child_logits[b], target)[0])
+
+
+@pytest.mark.parametrize("name", ["t", "tau"])
+def test_continuous_transform_is_the_line_through_its_knots(name):
+    rng = np.random.default_rng(5)
+    space = LossSpace((name,), 4, continuous=True)
+    lo, hi = (-1.0, 1.0) if name == "t" else (0.0, 1.0)
+    theta = rng.normal(size=(3, 5))
+    x = rng.uniform(lo, hi, size=(3, 50))
+    x[:, :3] = [lo, (lo + hi) / 2, hi]
+    got = space.transform(name, torch.tensor(theta), torch.tensor(x)).numpy()
+    knots = np.linspace(lo, hi, 5)
+    for b in range(3):  # knot values: the start, then each slope times the interval width
+        values = theta[b, 0] + np.concatenate([[0.0], np.cumsum(theta[b, 1:]) * (hi - lo) / 4])
+        np.testing.assert_allclose(got[b], np.interp(x[b], knots, values), rtol=1e-12, atol=1e-12)
+
+
+def test_continuous_names_and_identity_line_up():
+    space = build_space("amlfs", intervals=2, continuous=True)
+    assert space.dim == 6 and space.names() == ["t.start", "t.slope0", "t.slope1", "tau.start", "tau.slope0", "tau.slope1"]
+    assert space.identity().tolist() == [-1, 1, 1, 0, 1, 1]
 
 
 def test_tau_matches_its_formula():

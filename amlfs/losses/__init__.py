@@ -2,7 +2,7 @@
 
 from amlfs.losses.classic import CrossEntropy, FocalLoss, LabelSmoothing, PolyLoss
 from amlfs.losses.robust import GeneralizedCrossEntropy, MeanAbsoluteError, NCEandRCE, SymmetricCrossEntropy
-from amlfs.losses.searched import SearchedLoss, load_loss
+from amlfs.losses.searched import SearchedLoss, load_loss, load_schedule, schedule_thetas
 
 BASELINES = {
     "ce": CrossEntropy,
@@ -18,5 +18,5 @@ BASELINES = {
 
 __all__ = [
     "BASELINES", "CrossEntropy", "FocalLoss", "GeneralizedCrossEntropy", "LabelSmoothing", "MeanAbsoluteError",
-    "NCEandRCE", "PolyLoss", "SearchedLoss", "SymmetricCrossEntropy", "load_loss",
+    "NCEandRCE", "PolyLoss", "SearchedLoss", "SymmetricCrossEntropy", "load_loss", "load_schedule", "schedule_thetas",
 ]

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from amlfs.config import with_defaults
 from amlfs.losses import reduction as reductions
 from amlfs.space import LossSpace, build_space
 
@@ -40,11 +41,8 @@ class SearchedLoss(nn.Module):
         return f"transforms={self.space.transforms}, intervals={self.space.intervals}, expects {head}, reduction={self.reduction}"
 
 
-def load_loss(run_dir: str | Path, reduction: str = "mean", which: str = "mu") -> SearchedLoss:
-    """The loss a finished search found: `which` = "mu" (the controller's final mean) or "best_theta".
-
-    Needs only the run's results.json; no Hydra, no config files.
-    """
+def _finished_search(run_dir: str | Path, which: str) -> tuple[dict, LossSpace]:
+    """A finished search's results.json and its loss space; ValueError when it lacks `which` in its final entry."""
     path = Path(run_dir) / "results.json"
     try:
         results = json.loads(path.read_text())
@@ -52,6 +50,29 @@ def load_loss(run_dir: str | Path, reduction: str = "mean", which: str = "mu") -
         raise ValueError(f"{path}: not a readable search result ({err})") from None
     if not results.get("final") or results["final"].get(which) is None:
         raise ValueError(f"{path}: the search has no final {which!r} (unfinished run?)")
-    config = results["config"]
-    space = build_space(config["space"]["name"], config["space"]["intervals"], config["model"]["scale"])
+    config = with_defaults(results["config"])
+    return results, build_space(config.space.name, config.space.intervals, config.model.scale, config.space.continuous)
+
+
+def load_loss(run_dir: str | Path, reduction: str = "mean", which: str = "mu") -> SearchedLoss:
+    """The loss a finished search found: `which` = "mu" (the controller's final mean) or "best_theta".
+
+    Needs only the run's results.json; no Hydra, no config files.
+    """
+    results, space = _finished_search(run_dir, which)
     return SearchedLoss(space, torch.tensor(results["final"][which], dtype=torch.float64), reduction)
+
+
+def schedule_thetas(results: dict) -> list[list[float]]:
+    """Per search epoch, the parameters of its best child (mu where every child of the epoch failed)."""
+    return [e["thetas"][e["best"]] if e["best"] is not None else e["mu"] for e in results["epochs"]]
+
+
+def load_schedule(run_dir: str | Path, reduction: str = "mean") -> list[SearchedLoss]:
+    """The loss schedule a finished search trained with: element e is the loss of epoch e's best child.
+
+    Training a model from scratch with element e in its epoch e replays the search's losses in order; the losses
+    of a search are tuned to the stage of training they were found at, so late ones can fail from scratch.
+    """
+    results, space = _finished_search(run_dir, "mu")
+    return [SearchedLoss(space, torch.tensor(theta, dtype=torch.float64), reduction) for theta in schedule_thetas(results)]
