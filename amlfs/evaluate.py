@@ -30,7 +30,7 @@ from amlfs.losses import BASELINES, SearchedLoss, schedule_thetas
 from amlfs.models import build_model
 from amlfs.plots import probability_curves
 from amlfs.seeding import derive_seed
-from amlfs.space import build_space
+from amlfs.space import space_of
 from amlfs.training import accuracy, make_optimizer, memory_format, train_one_epoch
 
 log = logging.getLogger("amlfs")
@@ -54,7 +54,7 @@ def criteria(row: str, search_cfg: DictConfig, results: dict, device, dtype) -> 
     epochs = search_cfg.search.epochs
     if row in BASELINES:
         return [BASELINES[row]()] * epochs
-    space = build_space(search_cfg.space.name, search_cfg.space.intervals, search_cfg.model.scale, search_cfg.space.continuous)
+    space = space_of(search_cfg)
     if row == "searched":
         return [SearchedLoss(space, torch.tensor(results["final"]["mu"])).to(device, dtype)] * epochs
     return [SearchedLoss(space, torch.tensor(theta)).to(device, dtype) for theta in schedule_thetas(results)]

@@ -24,7 +24,7 @@ from amlfs.models import build_model
 from amlfs.population import make_population, resolve_backend
 from amlfs.recorder import Recorder
 from amlfs.seeding import derive_seed
-from amlfs.space import build_space
+from amlfs.space import space_of
 from amlfs.training import memory_format
 
 log = logging.getLogger("amlfs")
@@ -64,7 +64,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict:
     dtype = getattr(torch, cfg.train.dtype)
     layout = memory_format(cfg.train)
     data = load_data(cfg.dataset, device, augment=cfg.train.augment, dtype=dtype, memory_format=layout)
-    space = build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale, cfg.space.continuous)
+    space = space_of(cfg)
     torch.manual_seed(derive_seed(cfg.seed, "model"))
     model = build_model(cfg.model, data.image_shape, data.num_classes).to(device, dtype, memory_format=layout)
     c = cfg.controller

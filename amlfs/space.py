@@ -138,3 +138,8 @@ def build_space(name: str, intervals: int, scale: float = 1.0, continuous: bool 
     if name not in transforms:
         raise ValueError(f"unknown space {name!r}; choose one of {sorted(transforms)}")
     return LossSpace(transforms[name], intervals, scale, continuous)
+
+
+def space_of(cfg) -> LossSpace:
+    """The space a search config describes (its ``space`` group and the cosine head's ``model.scale``)."""
+    return build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale, cfg.space.continuous)

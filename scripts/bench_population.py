@@ -16,12 +16,13 @@ import time
 
 import torch
 
+from amlfs.config import COMPILE_MODES
 from amlfs.data import epoch_stream
 from amlfs.datasets import load_data
 from amlfs.losses import SearchedLoss
 from amlfs.models import build_model
 from amlfs.population import VectorizedPopulation
-from amlfs.space import build_space
+from amlfs.space import space_of
 from amlfs.training import compiled, make_optimizer, memory_format, train_one_epoch
 from bench_datapath import add_common_arguments, bench_config, synchronize, time_dataloader
 
@@ -29,7 +30,7 @@ from bench_datapath import add_common_arguments, bench_config, synchronize, time
 def time_sequential(cfg, model, data, device, steps: int) -> float:
     """Child-images/s of one child trained by amlfs's sequential path (the rate of B children one by one)."""
     optimizer = make_optimizer(model.parameters(), cfg.train)
-    space = build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale, cfg.space.continuous)
+    space = space_of(cfg)
     criterion = SearchedLoss(space, space.identity().to(device, data.dtype))
     batch = cfg.train.batch_size
     runner = compiled(model, cfg.train)
@@ -44,7 +45,7 @@ def time_sequential(cfg, model, data, device, steps: int) -> float:
 
 def time_vectorized(cfg, model, data, device, size: int, steps: int) -> float:
     """Child-images/s of `size` children trained at once by the vectorised backend."""
-    space = build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale, cfg.space.continuous)
+    space = space_of(cfg)
     batch = cfg.train.batch_size
     full = data.train
     population = VectorizedPopulation(model, space, data, cfg.train, seed=0, shared_batches=True, size=size)
@@ -73,7 +74,7 @@ def main() -> None:
     parser.add_argument("--autocast", default=None, choices=[None, "bf16"])
     parser.add_argument("--fused-adam", action="store_true", help="torch's fused Adam kernel in rows (b) and (c)")
     parser.add_argument("--channels-last", action="store_true", help="channels-last images and weights in rows (b) and (c)")
-    parser.add_argument("--compile", default=None, choices=[None, "default", "reduce-overhead", "max-autotune"],
+    parser.add_argument("--compile", default=None, choices=[None, *sorted(COMPILE_MODES)],
                         help="torch.compile mode of rows (b) and (c); compilation happens in the untimed warm-up")
     args = parser.parse_args()
 

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from amlfs.config import with_defaults
 from amlfs.losses import reduction as reductions
-from amlfs.space import LossSpace, build_space
+from amlfs.space import LossSpace, space_of
 
 
 class SearchedLoss(nn.Module):
@@ -50,8 +50,7 @@ def _finished_search(run_dir: str | Path, which: str) -> tuple[dict, LossSpace]:
         raise ValueError(f"{path}: not a readable search result ({err})") from None
     if not results.get("final") or results["final"].get(which) is None:
         raise ValueError(f"{path}: the search has no final {which!r} (unfinished run?)")
-    config = with_defaults(results["config"])
-    return results, build_space(config.space.name, config.space.intervals, config.model.scale, config.space.continuous)
+    return results, space_of(with_defaults(results["config"]))
 
 
 def load_loss(run_dir: str | Path, reduction: str = "mean", which: str = "mu") -> SearchedLoss:
