@@ -8,9 +8,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from amlfs.controllers import CONTROLLERS
 from amlfs.noise import ASYMMETRIC_MAPS
+from amlfs.spaces import BUILDERS as SPACES
+from amlfs.spaces.amlfs import VARIANTS as PIECEWISE_SPACES
 
-SPACES = {"amlfs", "amlfs_tau", "ce"}
 MODELS = {"mlp", "cnn", "lenet5", "resnet20", "resnet32", "resnet56"}
 DATASETS = {"fashion_mnist_small", "mnist", "fashion_mnist", "cifar10", "cifar100"}
 HEADS = {"linear", "cosine"}
@@ -88,6 +90,13 @@ def _real(cfg: DictConfig, key: str, low: float, high: float, *, low_open: bool,
     return number
 
 
+def _boolean(cfg: DictConfig, key: str) -> bool:
+    value = _value(cfg, key)
+    if not isinstance(value, bool):
+        _fail(key, value, "use true or false")
+    return value
+
+
 def _choice(cfg: DictConfig, key: str, choices: set[str]) -> str:
     value = _value(cfg, key)
     if not isinstance(value, str) or value not in choices:
@@ -113,9 +122,13 @@ def resolve_device(value) -> torch.device:
 
 def validate(cfg: DictConfig) -> torch.device:
     """Raise ConfigError for the first value a search cannot run with; return the device to use."""
-    space = _choice(cfg, "space.name", SPACES)
+    space = _choice(cfg, "space.name", set(SPACES))
     searching = space != "ce"
-    _integer(cfg, "space.intervals", 1)
+    if space in PIECEWISE_SPACES:
+        _integer(cfg, "space.intervals", 1)
+        _boolean(cfg, "space.continuous")
+    if space == "poly":
+        _integer(cfg, "space.terms", 1)
     _integer(cfg, "search.population", 2 if searching else 1, f" for space={space}" if searching else "")
     _integer(cfg, "search.epochs", 1)
     _choice(cfg, "model.name", MODELS)
@@ -123,9 +136,12 @@ def validate(cfg: DictConfig) -> torch.device:
     if space == "amlfs" and head != "cosine":
         _fail("model.head", head, "space=amlfs transforms cosine logits and needs model.head=cosine (or use space=amlfs_tau)")
     _real(cfg, "model.scale", 0, math.inf, low_open=True, high_open=True)
+    controller = _choice(cfg, "controller.name", set(CONTROLLERS))
     _real(cfg, "controller.sigma", 0, math.inf, low_open=True, high_open=True)
-    _real(cfg, "controller.sigma_final", 0, math.inf, low_open=True, high_open=True, optional=True)
-    _real(cfg, "controller.lr", 0, math.inf, low_open=False, high_open=True)
+    _boolean(cfg, "controller.learn")
+    if controller == "reinforce":
+        _real(cfg, "controller.sigma_final", 0, math.inf, low_open=True, high_open=True, optional=True)
+        _real(cfg, "controller.lr", 0, math.inf, low_open=False, high_open=True)
     _choice(cfg, "dataset.name", DATASETS)
     _real(cfg, "dataset.val_fraction", 0, 1, low_open=True, high_open=True)
     _integer(cfg, "dataset.max_train", 1, optional=True)
@@ -138,9 +154,8 @@ def validate(cfg: DictConfig) -> torch.device:
     _choice(cfg, "search.backend", BACKENDS)
     _real(cfg, "search.max_train_loss", 0, math.inf, low_open=True, high_open=False)
     _integer(cfg, "search.max_failed_epochs", 1)
-    for key in ("resume", "space.continuous", "train.fused_adam", "train.channels_last"):
-        if not isinstance(_value(cfg, key), bool):
-            _fail(key, _value(cfg, key), "use true or false")
+    for key in ("resume", "train.fused_adam", "train.channels_last"):
+        _boolean(cfg, key)
     _integer(cfg, "train.batch_size", 1)
     _choice(cfg, "train.dtype", {"float32", "float64"})
     if _value(cfg, "train.autocast") is not None:

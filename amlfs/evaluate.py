@@ -30,7 +30,8 @@ from amlfs.losses import BASELINES, SearchedLoss, schedule_thetas
 from amlfs.models import build_model
 from amlfs.plots import probability_curves
 from amlfs.seeding import derive_seed
-from amlfs.space import space_of
+from amlfs.spaces import space_of
+from amlfs.spaces.base import uniform_rest_log_probs
 from amlfs.training import accuracy, make_optimizer, memory_format, train_one_epoch
 
 log = logging.getLogger("amlfs")
@@ -128,7 +129,7 @@ def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int
         return "-" if mean is None else f"{mean:.4f} ± {std:.4f}"
 
     for row in rows:
-        flag = "" if row["all_finite"] else " (non-finite loss in some run)"
+        flag = "" if row["all_finite"] else " (non-finite loss or no gradient in some run)"
         lines.append(
             f"| {row['name']}{flag} | {cell(row['test_acc'], row['test_acc_std'])} | "
             f"{cell(row['test_acc_at_best_val'], row['test_acc_at_best_val_std'])} | {row['best_val_acc']:.4f} | {row['seconds']:.0f} |"
@@ -136,15 +137,12 @@ def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int
     return "\n".join(lines) + "\n"
 
 
-def loss_values(row: str, losses: list[torch.nn.Module], num_classes: int, p: torch.Tensor) -> torch.Tensor:
-    """L as a function of p_y, the other classes sharing 1 - p_y equally (the searched loss: -log tau(p_y))."""
+def loss_values(losses: list[torch.nn.Module], num_classes: int, p: torch.Tensor) -> torch.Tensor:
+    """The last epoch's loss as a function of p_y, the other classes sharing 1 - p_y equally."""
     criterion = losses[-1]
     if isinstance(criterion, SearchedLoss):
-        theta = criterion.theta.detach().double().cpu()
-        return criterion.space.loss_from_log_prob(theta, p.log().unsqueeze(0))[0]
-    rest = ((1 - p) / (num_classes - 1)).unsqueeze(-1).expand(-1, num_classes - 1)
-    log_probs = torch.cat([p.unsqueeze(-1), rest], dim=-1).log()
-    return criterion.per_sample(log_probs, torch.zeros(len(p), dtype=torch.long))
+        return criterion.space.probability_curve(criterion.theta.detach().double().cpu(), p, num_classes)[0]
+    return criterion.per_sample(uniform_rest_log_probs(p, num_classes), torch.zeros(len(p), dtype=torch.long))
 
 
 def run_evaluation(cfg: DictConfig, out_dir: Path) -> dict:
@@ -152,8 +150,10 @@ def run_evaluation(cfg: DictConfig, out_dir: Path) -> dict:
     unknown = [r for r in cfg.evaluate.rows if r not in BASELINES and r not in SEARCH_ROWS]
     if unknown:
         raise ConfigError(f"evaluate.rows={list(cfg.evaluate.rows)} is not allowed: unknown {unknown}; choose from {sorted(BASELINES) + list(SEARCH_ROWS)}")
-    if not isinstance(cfg.evaluate.seeds, int) or cfg.evaluate.seeds < 1:
-        raise ConfigError(f"evaluate.seeds={cfg.evaluate.seeds!r} is not allowed: use an integer >= 1")
+    for key, minimum in (("seeds", 1), ("first_seed", 0)):
+        value = cfg.evaluate[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"evaluate.{key}={value!r} is not allowed: use an integer >= {minimum}")
     search_cfg = with_defaults(results["config"])
     search_cfg.dataset = OmegaConf.merge(search_cfg.dataset, cfg.evaluate.dataset)
     device = resolve_device(cfg.device)
@@ -173,10 +173,10 @@ def run_evaluation(cfg: DictConfig, out_dir: Path) -> dict:
             losses = criteria(name, search_cfg, results, device, dtype)
             model_cfg = baseline_model if name in BASELINES else search_cfg.model
             runs = []
-            for seed in range(cfg.evaluate.seeds):
+            for seed in range(cfg.evaluate.first_seed, cfg.evaluate.first_seed + cfg.evaluate.seeds):
                 runs.append(retrain(search_cfg, model_cfg, data, losses, seed, device, dtype))
                 log.info("%-16s seed %d  test %.4f  best val %.4f  %.0fs", name, seed, runs[-1]["test_acc"], runs[-1]["best_val_acc"], runs[-1]["seconds"])
-            curves[name] = loss_values(name, losses, data.num_classes, p)
+            curves[name] = loss_values(losses, data.num_classes, p)
         rows.append(summarise(name, runs))
         for epoch, value in enumerate(statistics.fmean(v) for v in zip(*(r["test_curve"] for r in runs))):
             writer.add_scalar(f"test_acc/{name}", value, epoch)
@@ -187,7 +187,8 @@ def run_evaluation(cfg: DictConfig, out_dir: Path) -> dict:
         for tag, value in metrics.items():
             row_writer.add_scalar(tag, value, 0)
         row_writer.close()
-        evaluation = {"run": str(run_dir), "seeds": cfg.evaluate.seeds, "baseline_head": cfg.evaluate.baseline_head, "rows": rows}
+        evaluation = {"run": str(run_dir), "seeds": cfg.evaluate.seeds, "first_seed": cfg.evaluate.first_seed,
+                      "baseline_head": cfg.evaluate.baseline_head, "rows": rows}
         atomic.write_json(out_dir / "evaluation.json", evaluation)
     figure = probability_curves(p, curves, f"losses as functions of p_y ({data.num_classes} classes, the rest sharing 1 - p_y)")
     figure.savefig(out_dir / "loss_curves.png", dpi=120)

@@ -6,18 +6,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from amlfs.space import LossSpace  # noqa: E402
+from amlfs.spaces import LossSpace  # noqa: E402
 
 
-def loss_curves(space: LossSpace, curves: dict[str, torch.Tensor], points: int = 400) -> plt.Figure:
-    """A figure of each named parameter vector's L(p_y) = -log tau(p_y), and t(cos) if the space has t.
-
-    Cross-entropy (the identity parameters) is drawn for reference.
+def loss_curves(space: LossSpace, curves: dict[str, torch.Tensor], classes: int, points: int = 400) -> plt.Figure:
+    """A figure of each named parameter vector's loss against p_y (the other `classes` - 1 sharing 1 - p_y
+    equally), and t(cos) if the space transforms the target cosine. Cross-entropy is drawn for reference.
     """
     curves = {"cross-entropy": space.identity(), **curves}
     p = torch.linspace(1e-3, 1.0, points, dtype=torch.float64)
-    panels = [("tau", p, "target probability p_y", "loss -log tau(p_y)")]
-    if "t" in space.transforms:
+    panels = [("loss", p, "target probability p_y", "loss L(p_y)")]
+    if space.needs_cosine_head:
         panels.append(("t", torch.linspace(-1.0, 1.0, points, dtype=torch.float64), "target cosine", "t(cos)"))
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for axis, (name, x, xlabel, ylabel) in zip(axes[0], panels):
@@ -26,10 +25,10 @@ def loss_curves(space: LossSpace, curves: dict[str, torch.Tensor], points: int =
             if name == "t":
                 y = space.transform("t", theta, x.unsqueeze(0))[0]
             else:
-                y = space.loss_from_log_prob(theta, x.log().unsqueeze(0))[0]
+                y = space.probability_curve(theta, x, classes)[0]
             style = {"color": "black", "linestyle": "--"} if label == "cross-entropy" else {}
             axis.plot(x.numpy(), y.numpy(), label=label, **style)
-        if name == "tau":
+        if name == "loss":
             axis.set_ylim(-0.5, 1.5 * float(-p[0].log()))
         axis.set_xlabel(xlabel)
         axis.set_ylabel(ylabel)

@@ -14,8 +14,8 @@ from torch.func import functional_call, vmap
 from amlfs.data import DeviceData, Split, epoch_stream
 from amlfs.losses import SearchedLoss
 from amlfs.seeding import derive_seed
-from amlfs.space import LossSpace
-from amlfs.training import accuracy, all_finite, autocast, compiled, make_optimizer, train_one_epoch
+from amlfs.spaces import LossSpace
+from amlfs.training import accuracy, all_finite, autocast, compiled, make_optimizer, nonzero_gradient, train_one_epoch
 
 @dataclass
 class EpochOutcome:
@@ -66,21 +66,21 @@ class SequentialPopulation(Population):
     def train(self, thetas: torch.Tensor, epoch: int) -> EpochOutcome:
         """Train one child per row of `thetas` [B, dim] for one epoch; reward = validation accuracy."""
         cfg = self.train_cfg
-        rewards, losses, finite, self.children = [], [], [], []
+        rewards, losses, sound, self.children = [], [], [], []
         for i, theta in enumerate(thetas.to(self.device, self.data.dtype)):
             self.model.load_state_dict(self.broadcast_state["model"])
             self.optimizer.load_state_dict(copy.deepcopy(self.broadcast_state["optimizer"]))
             order, generator = self.stream(epoch, i)
-            loss, loss_finite = train_one_epoch(self.runner, self.optimizer, SearchedLoss(self.space, theta), self.data, order,
+            loss, epoch_sound = train_one_epoch(self.runner, self.optimizer, SearchedLoss(self.space, theta), self.data, order,
                                                 cfg.batch_size, generator, cfg.autocast)
             losses.append(loss)
-            finite.append(loss_finite & all_finite(self.model.state_dict().values()))
+            sound.append(epoch_sound & all_finite(self.model.state_dict().values()))
             rewards.append(accuracy(self.runner, self.data, self.data.val, cfg.eval_batch_size, cfg.autocast))
             self.children.append({
                 "model": {key: value.detach().clone() for key, value in self.model.state_dict().items()},
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             })
-        return EpochOutcome(torch.stack(rewards), torch.stack(losses), ~torch.stack(finite), len(thetas) * len(self.data.train))
+        return EpochOutcome(torch.stack(rewards), torch.stack(losses), ~torch.stack(sound), len(thetas) * len(self.data.train))
 
     def broadcast(self, index: int) -> None:
         """Make child `index` of the last epoch the starting point of every child of the next."""
@@ -149,31 +149,35 @@ class VectorizedPopulation(Population):
         if len(thetas) != self.size:
             raise ValueError(f"this population trains {self.size} children, got {len(thetas)} parameter vectors")
         self._load_broadcast()
-        train_loss, finite = self.fit(thetas, epoch)
+        train_loss, sound = self.fit(thetas, epoch)
         for tensor in {**self.params, **self.buffers}.values():
-            finite &= torch.isfinite(tensor.detach()).reshape(self.size, -1).all(1)
-        return EpochOutcome(self._accuracies(self.data.val), train_loss, ~finite, self.size * len(self.data.train))
+            sound &= torch.isfinite(tensor.detach()).reshape(self.size, -1).all(1)
+        return EpochOutcome(self._accuracies(self.data.val), train_loss, ~sound, self.size * len(self.data.train))
 
     def fit(self, thetas: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One epoch of training for all children from their current state.
 
-        Returns each child's mean train loss [B] and whether all its losses were finite [B]. A child whose
-        loss turns non-finite cannot harm the others (its parameters and Adam state are its own slices).
+        Returns each child's mean train loss [B] and whether its epoch was sound [B]: all its losses finite and
+        some gradient non-zero. A child whose loss turns non-finite cannot harm the others (its parameters and
+        Adam state are its own slices).
         """
         thetas = thetas.to(self.device, self.data.dtype)
         self.model.train()
         total = torch.zeros(self.size, device=self.device, dtype=self.data.dtype)
         finite = torch.ones(self.size, device=self.device, dtype=torch.bool)
+        learned = torch.zeros(self.size, device=self.device, dtype=torch.bool)
+        parameters = list(self.params.values())
         own_batches = not self.shared_batches
         for images, labels in self._batches(epoch):
             with autocast(self.device, self.train_cfg.autocast):
                 losses = self.losses(self.params, self.buffers, images, labels, thetas, own_batches)
             self.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
+            learned |= nonzero_gradient(parameters, self.size)
             self.optimizer.step()
             total += losses.detach() * labels.shape[-1]
             finite &= torch.isfinite(losses.detach())
-        return total / len(self.data.train), finite
+        return total / len(self.data.train), finite & learned
 
     @torch.no_grad()
     def _accuracies(self, split: Split) -> torch.Tensor:

@@ -11,7 +11,7 @@ from torch.utils.tensorboard.summary import hparams
 from amlfs import atomic
 from amlfs.config import flatten
 from amlfs.plots import loss_curves
-from amlfs.space import LossSpace
+from amlfs.spaces import LossSpace
 
 log = logging.getLogger("amlfs")
 
@@ -53,13 +53,14 @@ class Recorder:
             "children/failed": len(record["failed"]),
         }
         scalars.update({f"mu/{name}": value for name, value in zip(self.space.names(), record["mu"])})
+        scalars.update({f"mu_loss/{name}": value for name, value in self.space.meaning(torch.tensor(record["mu"])).items()})
         scalars.update({f"child_train_loss/{i}": value for i, value in enumerate(train_loss) if value is not None})
         for tag, value in scalars.items():
             self.writer.add_scalar(tag, float(value), step)
         last = step == self.epochs - 1
         if self.space.dim and record["best"] is not None and (last or step % self.curve_every == 0):
             curves = {"mu": torch.tensor(record["mu"]), "best sample": torch.tensor(record["thetas"][record["best"]])}
-            self.writer.add_figure("loss_curve", loss_curves(self.space, curves), step)
+            self.writer.add_figure("loss_curve", loss_curves(self.space, curves, self.results["data"]["num_classes"]), step)
         self.writer.flush()
         elapsed = time.perf_counter() - self.started
         eta = elapsed / (step + 1 - self.first_epoch) * (self.epochs - step - 1)

@@ -1,4 +1,4 @@
-"""The AM-LFS search: a REINFORCE controller over loss parameters, children trained for one epoch each.
+"""The AM-LFS search: a controller over loss parameters, children trained for one epoch each.
 
     python -m amlfs.search [dataset=...] [model=...] [space=...] [search.population=B] ...
 """
@@ -17,14 +17,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from amlfs import checkpoint
 from amlfs.config import CONFIG_DIR, ConfigError, validate, with_defaults
-from amlfs.controller import ReinforceController
+from amlfs.controllers import build_controller
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
 from amlfs.models import build_model
 from amlfs.population import make_population, resolve_backend
 from amlfs.recorder import Recorder
 from amlfs.seeding import derive_seed
-from amlfs.space import space_of
+from amlfs.spaces import space_of
 from amlfs.training import memory_format
 
 log = logging.getLogger("amlfs")
@@ -67,11 +67,8 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict:
     space = space_of(cfg)
     torch.manual_seed(derive_seed(cfg.seed, "model"))
     model = build_model(cfg.model, data.image_shape, data.num_classes).to(device, dtype, memory_format=layout)
-    c = cfg.controller
-    controller = ReinforceController(
-        space.identity(), sigma=c.sigma, sigma_final=c.sigma_final, lr=c.lr, betas=c.betas,
-        epochs=cfg.search.epochs, seed=derive_seed(cfg.seed, "controller"), learn=c.learn,
-    )
+    controller = build_controller(cfg.controller, space.identity(), cfg.search.epochs, cfg.search.population,
+                                  derive_seed(cfg.seed, "controller"))
     backend = resolve_backend(cfg.search.backend, device)
     population = make_population(backend, model, space, data, cfg.train, cfg.seed, cfg.search.shared_batches, cfg.search.population)
     failed_streak = 0
@@ -86,8 +83,8 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict:
     recorder = Recorder(run_dir, config, space, data.info, cfg.log.curve_every, history=saved["results"] if saved else None)
     if space.dim == 0 and cfg.search.population > 1 and cfg.search.shared_batches:
         log.warning("space=ce has no loss parameters: the %d children are identical; search.population=1 gives the same result", cfg.search.population)
-    log.info("searching %s over %d parameters on %s (%s, %s backend), %d children x %d epochs, run dir %s",
-             cfg.space.name, space.dim, cfg.dataset.name, device, backend, cfg.search.population, cfg.search.epochs, run_dir)
+    log.info("searching %s over %d parameters with %s on %s (%s, %s backend), %d children x %d epochs, run dir %s",
+             cfg.space.name, space.dim, cfg.controller.name, cfg.dataset.name, device, backend, cfg.search.population, cfg.search.epochs, run_dir)
 
     for epoch in range(recorder.first_epoch, cfg.search.epochs):
         started = time.perf_counter()
@@ -130,8 +127,10 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict:
 
     torch.save(population.broadcast_state["model"], run_dir / "model.pt")
     last = recorder.results["epochs"][-1]
+    mu = controller.mu.detach()
     recorder.finish({
-        "mu": controller.mu.detach().tolist(),
+        "mu": mu.tolist(),
+        "loss": space.meaning(mu),
         "best_theta": last["thetas"][last["best"]] if last["best"] is not None else None,
         "val_acc": last["val_acc"],
         "test_acc": last["test_acc"],

@@ -48,23 +48,38 @@ def train_one_epoch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Train `model` for one pass over `order`, minimising the mean loss ``criterion(logits, labels)``.
 
-    Returns the mean loss and whether every step's loss was finite (0-d tensors on the device). The flag is
-    read every `check_every` steps (one host synchronisation each), and training stops once it is false.
+    Returns the mean loss and whether the epoch was sound (0-d tensors on the device): every step's loss finite, and
+    some step's gradient non-zero (a loss without gradient trains nothing; Adam's momentum alone would still move
+    the weights). The finiteness is read every `check_every` steps (one host synchronisation each), and training
+    stops once it fails.
     """
     model.train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
     total = torch.zeros((), device=order.device, dtype=data.dtype)
     finite = torch.ones((), device=order.device, dtype=torch.bool)
+    learned = torch.zeros((), device=order.device, dtype=torch.bool)
     for step, (images, labels) in enumerate(data.train_batches(order, batch_size, generator), start=1):
         with autocast(order.device, autocast_mode):
             loss = criterion(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        learned |= nonzero_gradient(parameters)
         optimizer.step()
         total += loss.detach() * len(labels)
         finite &= torch.isfinite(loss.detach())
         if step % check_every == 0 and not finite:
             break
-    return total / len(order), finite
+    return total / len(order), finite & learned
+
+
+def nonzero_gradient(parameters: list[torch.Tensor], children: int | None = None) -> torch.Tensor:
+    """Whether any gradient entry is non-zero: a 0-d bool, or [children] for parameters stacked per child."""
+    grads = [p.grad.detach() for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(() if children is None else (children,), dtype=torch.bool)
+    if children is None:
+        return torch.stack([g.ne(0).any() for g in grads]).any()
+    return torch.stack([g.reshape(children, -1).ne(0).any(1) for g in grads]).any(0)
 
 
 def all_finite(tensors) -> torch.Tensor:

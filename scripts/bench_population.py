@@ -22,7 +22,7 @@ from amlfs.datasets import load_data
 from amlfs.losses import SearchedLoss
 from amlfs.models import build_model
 from amlfs.population import VectorizedPopulation
-from amlfs.space import space_of
+from amlfs.spaces import space_of
 from amlfs.training import compiled, make_optimizer, memory_format, train_one_epoch
 from bench_datapath import add_common_arguments, bench_config, synchronize, time_dataloader
 

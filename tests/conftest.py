@@ -1,11 +1,13 @@
-"""Shared test helpers: composing the search config and running the CLI."""
+"""Shared test helpers: composing the search config, running the CLI, per-sample loss references."""
 
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,3 +32,16 @@ def run_cli(run_dir: Path, *overrides: str, module: str = "amlfs.search", flags=
 def tiny_overrides():
     """A search of a few seconds: 2 children, 2 epochs, a few hundred embedded images."""
     return ["experiment=smoke"]
+
+
+def softmax_row(logits: list[float]) -> list[float]:
+    """softmax of one row of logits in plain Python floats: the per-sample references' own probabilities."""
+    top = max(logits)
+    exps = [math.exp(z - top) for z in logits]
+    return [e / sum(exps) for e in exps]
+
+
+def loss_ratio(space, theta: list[float], baseline, logits, target) -> torch.Tensor:
+    """Per sample, the space's loss at `theta` divided by the `baseline` module's loss."""
+    baseline.reduction = "none"
+    return space.loss(torch.tensor([theta], dtype=torch.float64), logits, target)[0] / baseline(logits, target)

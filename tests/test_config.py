@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from amlfs.config import ConfigError, validate, with_defaults
 from amlfs.models import build_model
-from amlfs.space import build_space
+from amlfs.spaces import space_of
 
 from conftest import CONFIGS, compose_search
 
@@ -53,7 +53,7 @@ def test_model_heads_build(head):
 def test_every_experiment_composes_and_validates(name):
     cfg = compose_search([f"experiment={name}", "device=cpu"])
     validate(cfg)
-    build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale)
+    space_of(cfg)
 
 
 @pytest.mark.parametrize(
@@ -70,6 +70,9 @@ def test_every_experiment_composes_and_validates(name):
         (["train.fused_adam=2"], "train.fused_adam"),
         (["train.channels_last=yes"], "train.channels_last"),
         (["space.continuous=1"], "space.continuous"),
+        (["space=poly", "space.terms=0"], "space.terms"),
+        (["controller.learn=maybe"], "controller.learn"),
+        (["controller=cmaes", "controller.sigma=0"], "controller.sigma"),
         (["train.compile=fast"], "train.compile"),
         (["device=tpu"], "device"),
         (["device=cuda:7"], "device"),

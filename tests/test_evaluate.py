@@ -16,7 +16,7 @@ def test_evaluate_writes_every_row(tmp_path):
     for key in ("fused_adam", "channels_last", "compile"):  # as written by versions before these keys existed
         del written["config"]["train"][key]
     results_file.write_text(json.dumps(written))
-    result = run_cli(out_dir, f"run={search_dir}", "evaluate.seeds=2", module="amlfs.evaluate")
+    result = run_cli(out_dir, f"run={search_dir}", "evaluate.seeds=2", "evaluate.first_seed=3", module="amlfs.evaluate")
     assert result.returncode == 0, result.stderr
     evaluation = json.loads((out_dir / "evaluation.json").read_text())
     assert [row["name"] for row in evaluation["rows"]] == ROWS
@@ -25,7 +25,7 @@ def test_evaluate_writes_every_row(tmp_path):
         assert len(row["runs"]) == (1 if row["name"] == "search_model" else 2)
         assert 0 <= row["test_acc"] <= 1 and 0 <= row["best_val_acc"] <= 1
         if row["name"] != "search_model":
-            assert [len(r["test_curve"]) for r in row["runs"]] == [2, 2]
+            assert [len(r["test_curve"]) for r in row["runs"]] == [2, 2] and [r["seed"] for r in row["runs"]] == [3, 4]
             assert row["runs"][0]["test_acc"] == row["runs"][0]["test_curve"][-1]
     search_model = evaluation["rows"][-1]
     assert search_model["test_acc"] == search_results["final"]["test_acc"]

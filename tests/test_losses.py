@@ -12,7 +12,7 @@ from amlfs.losses import (
     BASELINES, CrossEntropy, FocalLoss, GeneralizedCrossEntropy, LabelSmoothing, MeanAbsoluteError, NCEandRCE,
     PolyLoss, SearchedLoss, SymmetricCrossEntropy, schedule_thetas,
 )
-from amlfs.space import build_space
+from amlfs.spaces import build_space
 
 from conftest import run_cli
 
@@ -69,7 +69,7 @@ def test_load_loss_of_a_continuous_space_run(tmp_path):
     assert result.returncode == 0, result.stderr
     mu = torch.tensor(json.loads((tmp_path / "results.json").read_text())["final"]["mu"], dtype=torch.float64)
     assert len(mu) == 14
-    expected = build_space("amlfs", 6, scale=10.0, continuous=True).loss(mu[None], LOGITS.double(), TARGET).mean()
+    expected = build_space("amlfs", scale=10.0, continuous=True).loss(mu[None], LOGITS.double(), TARGET).mean()
     torch.testing.assert_close(amlfs.load_loss(tmp_path)(LOGITS.double(), TARGET), expected)
 
 
@@ -77,7 +77,7 @@ def test_load_loss_is_the_space_at_the_final_mu(finished_run):
     loss = amlfs.load_loss(finished_run)
     results = json.loads((finished_run / "results.json").read_text())
     mu = torch.tensor(results["final"]["mu"], dtype=torch.float64)
-    space = build_space("amlfs", 6, scale=10.0)
+    space = build_space("amlfs", scale=10.0)
     logits = 10 * (2 * torch.rand(32, 10, generator=G, dtype=torch.float64) - 1)
     target = torch.randint(0, 10, (32,), generator=G)
     torch.testing.assert_close(loss(logits, target), space.loss(mu[None], logits, target).mean())
@@ -99,7 +99,7 @@ def test_load_schedule_is_each_epochs_best_child(finished_run):
 
 
 def test_searched_loss_at_the_identity_is_cross_entropy():
-    space = build_space("amlfs_tau", 6)
+    space = build_space("amlfs_tau")
     loss = SearchedLoss(space, space.identity())
     assert not loss.needs_cosine_head
     torch.testing.assert_close(loss(LOGITS, TARGET), F.cross_entropy(LOGITS, TARGET))

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from amlfs.config import ConfigError, validate
-from amlfs.space import build_space
+from amlfs.spaces import build_space
 
 from conftest import compose_search
 
@@ -55,7 +55,7 @@ TARGET = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(1))
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_loss_never_raises_and_is_finite_in_a_wide_box(name, data):
-    space = build_space(name, 3, scale=10.0)
+    space = build_space(name, scale=10.0, intervals=3)
     scale = data.draw(st.sampled_from([1.0, 1e3, 1e30]))
     values = data.draw(st.lists(st.floats(-1, 1), min_size=space.dim, max_size=space.dim))
     theta = scale * torch.tensor([values], dtype=torch.float64)

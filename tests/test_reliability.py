@@ -11,7 +11,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from amlfs.search import SearchStopped, judge, run_search
-from amlfs.space import LossSpace
+from amlfs.spaces import LossSpace
 
 from conftest import ROOT, compose_search, run_cli
 
@@ -76,6 +76,23 @@ def test_killed_after_a_checkpoint_resumes_bit_identically(tmp_path, uninterrupt
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout + resumed.stderr
     assert_same_search(run_dir, uninterrupted)
+
+
+def test_a_cmaes_search_killed_after_a_checkpoint_resumes_bit_identically(tmp_path):
+    cmaes = ("space=mixture", "controller=cmaes")
+    reference = run_cli(tmp_path / "reference", *RUN, *cmaes)
+    assert reference.returncode == 0, reference.stderr
+    run_dir = tmp_path / "run"
+    process = start(run_dir, *cmaes)
+    wait_for(run_dir / "checkpoints" / "epoch-00002.pt", process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = run_cli(run_dir, *RUN, *cmaes, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout + resumed.stderr
+    assert_same_search(run_dir, tmp_path / "reference")
+    mus = [epoch["mu"] for epoch in results_without_timings(run_dir)["epochs"]]
+    assert len({tuple(mu) for mu in mus}) > 1, "CMA-ES never moved its mean: the test would not see a lost state"
 
 
 DIE_WHILE_WRITING = """
@@ -155,20 +172,26 @@ def test_judge_gives_failed_children_the_worst_reward_and_never_picks_them():
     assert best is None and judged.tolist() == [0, 0, 0, 0]
 
 
-def nan_for(rows):
-    """A LossSpace.loss that returns NaN for the parameter vectors `rows` picks: an injected fault."""
+def faulty_for(rows, fault=lambda value: torch.full_like(value, float("nan"))):
+    """A LossSpace.loss that applies `fault` (default: NaN) to the losses of the parameter vectors `rows` picks."""
     loss = LossSpace.loss
 
     def faulty(self, theta, logits, target):
         value = loss(self, theta, logits, target)
-        return torch.where(rows(theta)[:, None], torch.full_like(value, float("nan")), value)
+        return torch.where(rows(theta)[:, None], fault(value), value)
 
     return faulty
 
 
+def without_gradient(value):
+    """The same loss values with a zero gradient: a loss that trains nothing."""
+    return value.detach() + 0 * value
+
+
+@pytest.mark.parametrize("fault", [None, without_gradient], ids=["nan", "no-gradient"])
 @pytest.mark.parametrize("backend", ["sequential", "vectorized"])
-def test_nan_children_are_contained(tmp_path, monkeypatch, backend):
-    monkeypatch.setattr(LossSpace, "loss", nan_for(lambda theta: theta[:, 0] > 1.0))
+def test_failing_children_are_contained(tmp_path, monkeypatch, backend, fault):
+    monkeypatch.setattr(LossSpace, "loss", faulty_for(lambda theta: theta[:, 0] > 1.0, *([fault] if fault else [])))
     cfg = compose_search(["experiment=smoke", "device=cpu", "search.population=4", "search.epochs=3", f"search.backend={backend}"])
     results = run_search(cfg, tmp_path)
     failures = [epoch["failed"] for epoch in results["epochs"]]
@@ -183,7 +206,7 @@ def test_nan_children_are_contained(tmp_path, monkeypatch, backend):
 
 
 def test_search_stops_after_failed_epochs_with_a_usable_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setattr(LossSpace, "loss", nan_for(lambda theta: torch.ones(len(theta), dtype=torch.bool)))
+    monkeypatch.setattr(LossSpace, "loss", faulty_for(lambda theta: torch.ones(len(theta), dtype=torch.bool)))
     overrides = ["experiment=smoke", "device=cpu", "search.epochs=5", "search.max_failed_epochs=2"]
     with pytest.raises(SearchStopped, match="every child failed in 2 epochs in a row"):
         run_search(compose_search(overrides), tmp_path)

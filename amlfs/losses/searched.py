@@ -8,11 +8,11 @@ import torch.nn as nn
 
 from amlfs.config import with_defaults
 from amlfs.losses import reduction as reductions
-from amlfs.space import LossSpace, space_of
+from amlfs.spaces import LossSpace, space_of
 
 
 class SearchedLoss(nn.Module):
-    """An AM-LFS loss at fixed parameters theta: ``forward(logits, target)`` like torch's losses.
+    """A loss of a search space at fixed parameters theta: ``forward(logits, target)`` like torch's losses.
 
     If ``needs_cosine_head`` is true, `logits` must be those of a cosine classifier,
     ``scale * cos(angle(feature, class weight))`` with ``scale`` as searched (``amlfs.models.CosineHead`` computes them);
@@ -38,7 +38,8 @@ class SearchedLoss(nn.Module):
 
     def extra_repr(self) -> str:
         head = f"cosine-head logits (scale {self.scale:g} * cos)" if self.needs_cosine_head else "any logits"
-        return f"transforms={self.space.transforms}, intervals={self.space.intervals}, expects {head}, reduction={self.reduction}"
+        meaning = "".join(f", {key}={value:.4g}" for key, value in self.space.meaning(self.theta[0]).items())
+        return f"{self.space!r}{meaning}, expects {head}, reduction={self.reduction}"
 
 
 def _finished_search(run_dir: str | Path, which: str) -> tuple[dict, LossSpace]:

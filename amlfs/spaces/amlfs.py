@@ -1,24 +1,25 @@
-"""The AM-LFS loss search space, evaluated for a whole batch of parameter vectors at once.
+"""The AM-LFS space (Li et al. 2019): piecewise-linear transforms of the target cosine and the target probability.
 
-A parameter vector theta holds, for each transform the space uses, M slopes then M
-intercepts of a piecewise-linear function on M equal intervals (the paper's form, free to jump
-at interval boundaries), or, in the continuous form, the function's value at the left end then
-its M slopes (no jumps, M + 1 parameters per transform):
+A parameter vector theta holds, for each transform the space uses, M slopes then M intercepts of a
+piecewise-linear function on M equal intervals (the paper's form, free to jump at interval boundaries), or, in the
+continuous form, the function's value at the left end then its M slopes (no jumps, M + 1 parameters per transform):
 
 - ``t`` on [-1, 1] maps the target-class cosine of a cosine-classifier head,
   so the target logit ``s * cos`` becomes ``s * t(cos)``;
-- ``tau`` on [0, 1] maps the target-class softmax probability p_y, and the loss
-  is ``-log(tau(p_y))``.
+- ``tau`` on [0, 1] maps the target-class softmax probability p_y, and the loss is ``-log(tau(p_y))``.
 
 Slopes 1 and intercepts 0 (continuous: the left end's own value as start) give exactly cross-entropy.
+Config ``space=amlfs`` uses both, ``space=amlfs_tau`` tau only, ``space=ce`` neither (plain cross-entropy).
 """
 
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from amlfs.spaces.base import LossSpace, target_log_prob
 
 TRANSFORMS = {"t": (-1.0, 1.0), "tau": (0.0, 1.0)}
+VARIANTS = {"amlfs": ("t", "tau"), "amlfs_tau": ("tau",), "ce": ()}
 TAU_FLOOR = 1e-8
 """tau(p_y) is clamped to at least this, so a non-positive tau gives a finite loss with zero gradient."""
 
@@ -34,8 +35,8 @@ def piecewise_linear(x: torch.Tensor, slopes: torch.Tensor, intercepts: torch.Te
 
 
 @dataclass(frozen=True)
-class LossSpace:
-    """A family of losses indexed by a flat parameter vector.
+class PiecewiseSpace(LossSpace):
+    """The AM-LFS family.
 
     transforms: which of "t" and "tau" the space uses (none: plain cross-entropy).
     intervals: M, the number of equal pieces of each transform.
@@ -47,6 +48,10 @@ class LossSpace:
     intervals: int
     scale: float = 1.0
     continuous: bool = False
+
+    @property
+    def name(self) -> str:
+        return next(name for name, used in VARIANTS.items() if used == self.transforms)
 
     @property
     def per_transform(self) -> int:
@@ -79,8 +84,6 @@ class LossSpace:
 
     def unpack(self, theta: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Split theta [B, dim] into {transform: (slopes [B, M], intercepts [B, M])}."""
-        if theta.shape[-1] != self.dim:
-            raise ValueError(f"theta has {theta.shape[-1]} entries, this space needs {self.dim}")
         params = {}
         for name, chunk in zip(self.transforms, theta.split(self.per_transform, dim=-1)):
             if not self.continuous:
@@ -99,26 +102,18 @@ class LossSpace:
         slopes, intercepts = self.unpack(theta)[name]
         return piecewise_linear(x, slopes, intercepts, *TRANSFORMS[name])
 
-    def loss(self, theta: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-sample losses [B, N] for B parameter vectors.
+    def transform_logits(self, theta: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """With "t", the target logit ``s * cos`` becomes ``s * t(cos)``; logits must be those of a cosine head."""
+        if "t" not in self.transforms:
+            return logits
+        target = target.unsqueeze(-1)
+        cos = logits.gather(-1, target).squeeze(-1) / self.scale
+        shift = self.scale * (self.transform("t", theta, cos) - cos)
+        return logits.scatter_add(-1, target, shift.unsqueeze(-1))
 
-        theta: [B, dim]. logits: [B, N, C], or [N, C] shared by all B. target: [N] or [B, N].
-        With "t", logits must be those of a cosine head, ``scale * cos``.
-        """
-        b = theta.shape[0]
-        logits = logits.expand(b, *logits.shape[-2:])
-        target = target.expand(b, logits.shape[1]).unsqueeze(-1)
-        theta = theta.to(logits.dtype)
-        if "t" in self.transforms:
-            target_logit = logits.gather(-1, target).squeeze(-1)
-            cos = target_logit / self.scale
-            shift = self.scale * (self.transform("t", theta, cos) - cos)
-            logits = logits.scatter_add(-1, target, shift.unsqueeze(-1))
-        log_p = F.log_softmax(logits, dim=-1).gather(-1, target).squeeze(-1)
-        return self.loss_from_log_prob(theta, log_p)
-
-    def loss_from_log_prob(self, theta: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
-        """-log tau(p_y) from log p_y [B, N] (after t); plain -log p_y when the space has no tau."""
+    def from_log_probs(self, theta: torch.Tensor, log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """-log tau(p_y) (after t); plain -log p_y when the space has no tau."""
+        log_p = target_log_prob(log_probs, target)
         params = self.unpack(theta.to(log_p.dtype))
         if "tau" not in params:
             return -log_p
@@ -132,14 +127,6 @@ class LossSpace:
         return torch.where((intercept == 0) & (slope > 0), through_origin, general)
 
 
-def build_space(name: str, intervals: int, scale: float = 1.0, continuous: bool = False) -> LossSpace:
-    """The space of config ``space=<name>``."""
-    transforms = {"amlfs": ("t", "tau"), "amlfs_tau": ("tau",), "ce": ()}
-    if name not in transforms:
-        raise ValueError(f"unknown space {name!r}; choose one of {sorted(transforms)}")
-    return LossSpace(transforms[name], intervals, scale, continuous)
-
-
-def space_of(cfg) -> LossSpace:
-    """The space a search config describes (its ``space`` group and the cosine head's ``model.scale``)."""
-    return build_space(cfg.space.name, cfg.space.intervals, cfg.model.scale, cfg.space.continuous)
+def build(variant: str, scale: float, intervals: int = 6, continuous: bool = False) -> PiecewiseSpace:
+    """Config ``space=amlfs|amlfs_tau|ce``."""
+    return PiecewiseSpace(VARIANTS[variant], intervals, scale, continuous)

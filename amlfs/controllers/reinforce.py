@@ -1,4 +1,4 @@
-"""REINFORCE controller: a Gaussian policy N(mu, sigma^2 I) over loss parameter vectors."""
+"""REINFORCE (config ``controller=reinforce``): a Gaussian policy N(mu, sigma^2 I) over loss parameter vectors."""
 
 import copy
 
