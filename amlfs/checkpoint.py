@@ -18,7 +18,7 @@ log = logging.getLogger("amlfs")
 
 FOLDER = "checkpoints"
 KEEP = 2
-RESULT_NEUTRAL_KEYS = ("resume", "dataset.root", "dataset.archives", "dataset.download", "log.")
+RESULT_NEUTRAL_KEYS = ("resume", "dataset.root", "dataset.archives", "dataset.download", "log.", "distributed.")
 """Config keys (or prefixes ending in '.') that may differ between a run and its resumption: they do not change results."""
 
 

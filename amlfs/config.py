@@ -1,5 +1,6 @@
 """Checks on a composed search config, run before any work starts; each failure is one line naming the key."""
 
+import importlib
 import math
 import re
 from pathlib import Path
@@ -9,16 +10,40 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from amlfs.controllers import CONTROLLERS
+from amlfs.distributed import rank, run_id
 from amlfs.noise import ASYMMETRIC_MAPS
 from amlfs.spaces import BUILDERS as SPACES
 from amlfs.spaces.amlfs import VARIANTS as PIECEWISE_SPACES
 
-MODELS = {"mlp", "cnn", "lenet5", "resnet20", "resnet32", "resnet56"}
-DATASETS = {"fashion_mnist_small", "mnist", "fashion_mnist", "cifar10", "cifar100"}
+DATASETS = {"fashion_mnist_small", "mnist", "fashion_mnist", "cifar10", "cifar100", "arrays"}
 HEADS = {"linear", "cosine"}
 BACKENDS = {"auto", "sequential", "vectorized"}
 COMPILE_MODES = {"default", "reduce-overhead", "max-autotune"}
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _config_dir() -> Path:
+    """amlfs/configs in an installed package (the wheel maps the top-level configs/ there), else the checkout's configs/."""
+    package = Path(__file__).resolve().parent
+    return package / "configs" if (package / "configs").is_dir() else package.parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
+
+
+def _run_dir(default: str) -> str:
+    """Resolver of ``hydra.run.dir``: `default` in a plain run; under torchrun runs/torchrun/<job id>, which every rank
+    and every restart of the job computes alike (each rank resolves ``${now:...}`` on its own)."""
+    return default if run_id() is None else f"runs/torchrun/{run_id()}"
+
+
+def _rank_zero(value):
+    """Resolver: `value` on rank 0 (and in a plain run), null on the other ranks of a torchrun job."""
+    return value if rank() == 0 else None
+
+
+for _name, _resolver in (("amlfs.run_dir", _run_dir), ("amlfs.rank_zero", _rank_zero)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)
 GROUPS = ("dataset", "model", "space", "controller")
 
 
@@ -97,6 +122,33 @@ def _boolean(cfg: DictConfig, key: str) -> bool:
     return value
 
 
+def _locate(path: str):
+    """The object at a dotted `path`: the longest importable module prefix, then attributes (as Hydra finds ``_target_``)."""
+    parts = path.split(".")
+    error: Exception = ImportError("it is not a dotted path")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:split]))
+        except ImportError as err:
+            error = err
+            continue
+        for name in parts[split:]:
+            target = getattr(target, name)
+        return target
+    raise error
+
+
+def _importable(cfg: DictConfig, key: str) -> None:
+    """`key` names an importable object (a Hydra ``_target_``)."""
+    value = _value(cfg, key)
+    if not isinstance(value, str) or not value:
+        _fail(key, value, "name an importable factory, e.g. my_package.nets.make_net")
+    try:
+        _locate(value)
+    except Exception as err:  # the user's module may fail in any way while importing
+        _fail(key, value, f"it cannot be imported ({type(err).__name__}: {err})")
+
+
 def _choice(cfg: DictConfig, key: str, choices: set[str]) -> str:
     value = _value(cfg, key)
     if not isinstance(value, str) or value not in choices:
@@ -131,18 +183,27 @@ def validate(cfg: DictConfig) -> torch.device:
         _integer(cfg, "space.terms", 1)
     _integer(cfg, "search.population", 2 if searching else 1, f" for space={space}" if searching else "")
     _integer(cfg, "search.epochs", 1)
-    _choice(cfg, "model.name", MODELS)
-    head = _choice(cfg, "model.head", HEADS)
-    if space == "amlfs" and head != "cosine":
-        _fail("model.head", head, "space=amlfs transforms cosine logits and needs model.head=cosine (or use space=amlfs_tau)")
-    _real(cfg, "model.scale", 0, math.inf, low_open=True, high_open=True)
+    _importable(cfg, "model._target_")
+    model = _value(cfg, "model")
+    if isinstance(model, DictConfig) and "head" in model:  # the built-in models' head; a model of your own brings its own
+        head = _choice(cfg, "model.head", HEADS)
+        if space == "amlfs" and head != "cosine":
+            _fail("model.head", head, "space=amlfs transforms cosine logits and needs model.head=cosine (or use space=amlfs_tau)")
+    if _value(cfg, "model.scale") is not None or space == "amlfs":
+        _real(cfg, "model.scale", 0, math.inf, low_open=True, high_open=True)
     controller = _choice(cfg, "controller.name", set(CONTROLLERS))
     _real(cfg, "controller.sigma", 0, math.inf, low_open=True, high_open=True)
     _boolean(cfg, "controller.learn")
     if controller == "reinforce":
         _real(cfg, "controller.sigma_final", 0, math.inf, low_open=True, high_open=True, optional=True)
         _real(cfg, "controller.lr", 0, math.inf, low_open=False, high_open=True)
-    _choice(cfg, "dataset.name", DATASETS)
+    for key in ("seed", "dataset.split_seed", "dataset.noise.seed"):
+        _integer(cfg, key, 0)
+    if _choice(cfg, "dataset.name", DATASETS) == "arrays":
+        path = _value(cfg, "dataset.path")
+        if not isinstance(path, str) or not path:
+            _fail("dataset.path", path, "give the .npz file holding train_images, train_labels, test_images, test_labels")
+        _integer(cfg, "dataset.num_classes", 2, optional=True)
     _real(cfg, "dataset.val_fraction", 0, 1, low_open=True, high_open=True)
     _integer(cfg, "dataset.max_train", 1, optional=True)
     _integer(cfg, "dataset.max_test", 1, optional=True)
@@ -165,4 +226,5 @@ def validate(cfg: DictConfig) -> torch.device:
     _integer(cfg, "train.eval_batch_size", 1)
     _real(cfg, "train.lr", 0, math.inf, low_open=True, high_open=True)
     _integer(cfg, "log.curve_every", 1)
+    _real(cfg, "distributed.timeout", 0, math.inf, low_open=True, high_open=True)
     return resolve_device(_value(cfg, "device"))

@@ -206,13 +206,70 @@ def _channels_first(images) -> np.ndarray:
     return images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
 
 
+NPZ_ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def load_npz(cfg) -> ImageArrays:
+    """Config ``dataset=arrays``: your own images and labels from the .npz file ``dataset.path``.
+
+    Images: uint8, N x C x H x W or N x H x W (one channel), the same C x H x W in both splits. Labels: integers in
+    [0, num_classes), one per image; ``dataset.num_classes`` null takes the largest label + 1.
+    """
+    path = Path(to_absolute_path(cfg.path))
+
+    def refuse(problem: str):
+        raise DataFileError(f"dataset.path={cfg.path!r}: {problem}")
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files if key in NPZ_ARRAYS}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        refuse(f"cannot read it as an .npz file ({type(err).__name__}: {err})")
+    missing = [key for key in NPZ_ARRAYS if key not in arrays]
+    if missing:
+        refuse(f"lacks the array(s) {', '.join(missing)}; it needs {', '.join(NPZ_ARRAYS)}")
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.dtype != np.uint8 or images.ndim not in (3, 4):
+            refuse(f"{split}_images is {images.dtype} with shape {images.shape}; use uint8 images (0-255), N x C x H x W or N x H x W")
+        if images.ndim == 3:
+            arrays[f"{split}_images"] = images[:, None]
+        if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (len(images),):
+            refuse(f"{split}_labels is {labels.dtype} with shape {labels.shape}; use one integer label per image ({len(images)})")
+    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
+        refuse(f"train images are {arrays['train_images'].shape[1:]} and test images {arrays['test_images'].shape[1:]} (C, H, W); they must match")
+    labels = np.concatenate([arrays["train_labels"], arrays["test_labels"]])
+    num_classes = cfg.num_classes if cfg.num_classes is not None else int(labels.max()) + 1
+    if labels.min() < 0 or labels.max() >= num_classes or num_classes < 2:
+        refuse(f"labels range over [{labels.min()}, {labels.max()}]; they must lie in [0, num_classes) with at least 2 classes "
+               f"(dataset.num_classes={cfg.num_classes})")
+    return ImageArrays(
+        train_images=arrays["train_images"], train_labels=arrays["train_labels"].astype(np.int64),
+        test_images=arrays["test_images"], test_labels=arrays["test_labels"].astype(np.int64), num_classes=num_classes,
+    )
+
+
 def load_arrays(cfg) -> ImageArrays:
     """The host arrays of config group ``dataset``."""
     if cfg.name == "fashion_mnist_small":
         return load_embedded(cfg.name)
+    if cfg.name == "arrays":
+        return load_npz(cfg)
     if cfg.name in SOURCES:
         return load_torchvision(cfg)
     raise ValueError(f"dataset={cfg.name!r} is not a known dataset")
+
+
+def normalisation(cfg, images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of images in [0, 1]: ``dataset.mean``/``dataset.std``, or measured on `images`."""
+    channels = images.shape[1]
+    if cfg.get("mean") is None or cfg.get("std") is None:
+        pixels = images.transpose(1, 0, 2, 3).reshape(channels, -1) / 255.0
+        return pixels.mean(1).tolist(), pixels.std(1).tolist()
+    mean, std = list(cfg.mean), list(cfg.std)
+    if len(mean) != channels or len(std) != channels:
+        raise ConfigError(f"dataset.mean={mean} is not allowed: mean and std need one entry per channel ({channels}), std={std}")
+    return mean, std
 
 
 def _subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -245,13 +302,14 @@ def load_data(cfg, device: torch.device, augment: bool = False, dtype: torch.dty
         for part, clean in labels.items()
     }
     channels = train_images.shape[1]
+    mean, std = normalisation(cfg, arrays.train_images)
     return DeviceData(
         train=Split.from_arrays(train_images[rest], noisy["train"], device),
         val=Split.from_arrays(train_images[held_out], noisy["val"], device),
         test=Split.from_arrays(test_images, test_labels, device),
         num_classes=arrays.num_classes,
-        mean=torch.tensor(list(cfg.mean), device=device, dtype=dtype).view(1, channels, 1, 1),
-        std=torch.tensor(list(cfg.std), device=device, dtype=dtype).view(1, channels, 1, 1),
+        mean=torch.tensor(mean, device=device, dtype=dtype).view(1, channels, 1, 1),
+        std=torch.tensor(std, device=device, dtype=dtype).view(1, channels, 1, 1),
         augment=augment,
         dtype=dtype,
         memory_format=memory_format,
@@ -261,6 +319,8 @@ def load_data(cfg, device: torch.device, augment: bool = False, dtype: torch.dty
             "test": len(test_labels),
             "num_classes": arrays.num_classes,
             "image_shape": list(train_images.shape[1:]),
+            "mean": mean,
+            "std": std,
             "noise_rate_observed": float(np.mean(noisy["train"] != labels["train"])),
             "noise_rate_observed_val": float(np.mean(noisy["val"] != labels["val"])),
         },

@@ -29,6 +29,7 @@ from amlfs.idx import DataFileError
 from amlfs.losses import BASELINES, SearchedLoss, schedule_thetas
 from amlfs.models import build_model
 from amlfs.plots import probability_curves
+from amlfs.progress import progress, steps_per_epoch
 from amlfs.seeding import derive_seed
 from amlfs.spaces import space_of
 from amlfs.spaces.base import uniform_rest_log_probs
@@ -69,12 +70,14 @@ def retrain(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceData, los
     optimizer = make_optimizer(model.parameters(), train)
     val, test, finite = [], [], True
     started = time.perf_counter()
-    for epoch, criterion in enumerate(losses):
-        order, generator = epoch_stream(len(data.train), derive_seed(seed, "evaluate", "batches", epoch), device)
-        _, ok = train_one_epoch(model, optimizer, criterion, data, order, train.batch_size, generator, train.autocast)
-        finite = finite and bool(ok)
-        val.append(float(accuracy(model, data, data.val, train.eval_batch_size, train.autocast)))
-        test.append(float(accuracy(model, data, data.test, train.eval_batch_size, train.autocast)))
+    with progress(len(losses) * steps_per_epoch(len(data.train), train.batch_size), f"seed {seed}") as bar:
+        for epoch, criterion in enumerate(losses):
+            order, generator = epoch_stream(len(data.train), derive_seed(seed, "evaluate", "batches", epoch), device)
+            _, ok = train_one_epoch(model, optimizer, criterion, data, order, train.batch_size, generator, train.autocast,
+                                    on_step=bar.update)
+            finite = finite and bool(ok)
+            val.append(float(accuracy(model, data, data.val, train.eval_batch_size, train.autocast)))
+            test.append(float(accuracy(model, data, data.test, train.eval_batch_size, train.autocast)))
     best = max(range(len(val)), key=val.__getitem__)
     return {
         "seed": seed, "test_acc": test[-1], "best_val_acc": val[best], "test_acc_at_best_val": test[best],
@@ -118,7 +121,7 @@ def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int
         f"# Evaluation of {run_dir}",
         "",
         f"{search_cfg.dataset.name}, noise {noise.kind} {noise.rate:g}, model {search_cfg.model.name} "
-        f"({search_cfg.model.head} head), {search_cfg.search.epochs} epochs, batch {search_cfg.train.batch_size}, "
+        f"({search_cfg.model.get('head', 'its own')} head), {search_cfg.search.epochs} epochs, batch {search_cfg.train.batch_size}, "
         f"Adam lr {search_cfg.train.lr:g}; {seeds} seeds per row (the search model: one run).",
         "",
         "| loss | test acc (final epoch) | test acc at best val epoch | best val acc | seconds per run |",
@@ -145,7 +148,7 @@ def loss_values(losses: list[torch.nn.Module], num_classes: int, p: torch.Tensor
     return criterion.per_sample(uniform_rest_log_probs(p, num_classes), torch.zeros(len(p), dtype=torch.long))
 
 
-def run_evaluation(cfg: DictConfig, out_dir: Path) -> dict:
+def execute(cfg: DictConfig, out_dir: Path) -> dict:
     run_dir, results = load_search(cfg.run)
     unknown = [r for r in cfg.evaluate.rows if r not in BASELINES and r not in SEARCH_ROWS]
     if unknown:
@@ -162,6 +165,9 @@ def run_evaluation(cfg: DictConfig, out_dir: Path) -> dict:
                      memory_format=memory_format(search_cfg.train))
     baseline_model = search_cfg.model.copy()
     if cfg.evaluate.baseline_head != "same":
+        if "head" not in baseline_model:
+            raise ConfigError(f"evaluate.baseline_head={cfg.evaluate.baseline_head!r} is not allowed: model "
+                              f"{search_cfg.model.name!r} has no head key; use evaluate.baseline_head=same")
         baseline_model.head = cfg.evaluate.baseline_head
     writer = SummaryWriter(str(out_dir / "tb"))
     p = torch.linspace(1e-3, 1, 400, dtype=torch.float64)
@@ -202,7 +208,7 @@ def run_evaluation(cfg: DictConfig, out_dir: Path) -> dict:
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        evaluation = run_evaluation(cfg, out_dir)
+        evaluation = execute(cfg, out_dir)
     except (ConfigError, DataFileError) as err:
         print(f"amlfs: {err}", file=sys.stderr)
         sys.exit(2)

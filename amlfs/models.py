@@ -3,6 +3,11 @@
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from amlfs.config import ConfigError
 
 
 class CosineHead(nn.Module):
@@ -119,17 +124,54 @@ def cifar_resnet(in_channels: int, depth: int) -> tuple[nn.Module, int]:
     return features, width
 
 
-def build_model(cfg, image_shape: tuple[int, int, int], num_classes: int) -> Classifier:
-    """The model of config group ``model`` for images of `image_shape` (C, H, W)."""
-    in_channels, image_size, _ = image_shape
-    if cfg.name == "mlp":
-        features, dim = mlp(in_channels, image_size, list(cfg.hidden))
-    elif cfg.name == "cnn":
-        features, dim = small_cnn(in_channels, image_size, list(cfg.channels), cfg.hidden)
-    elif cfg.name == "lenet5":
-        features, dim = lenet5(in_channels, image_size)
-    elif cfg.name.startswith("resnet"):
-        features, dim = cifar_resnet(in_channels, cfg.depth)
-    else:
-        raise ValueError(f"model={cfg.name!r} is not a known model")
-    return Classifier(features, dim, num_classes, cfg.head, cfg.scale)
+def mlp_classifier(image_shape: tuple[int, int, int], num_classes: int, head: str, scale: float, hidden: list[int]) -> Classifier:
+    """Config ``model=mlp``."""
+    features, dim = mlp(image_shape[0], image_shape[1], list(hidden))
+    return Classifier(features, dim, num_classes, head, scale)
+
+
+def cnn_classifier(image_shape: tuple[int, int, int], num_classes: int, head: str, scale: float, channels: list[int],
+                   hidden: int) -> Classifier:
+    """Config ``model=cnn``."""
+    features, dim = small_cnn(image_shape[0], image_shape[1], list(channels), hidden)
+    return Classifier(features, dim, num_classes, head, scale)
+
+
+def lenet5_classifier(image_shape: tuple[int, int, int], num_classes: int, head: str, scale: float) -> Classifier:
+    """Config ``model=lenet5``."""
+    features, dim = lenet5(image_shape[0], image_shape[1])
+    return Classifier(features, dim, num_classes, head, scale)
+
+
+def resnet_classifier(image_shape: tuple[int, int, int], num_classes: int, head: str, scale: float, depth: int) -> Classifier:
+    """Config ``model=resnet20|resnet32|resnet56``."""
+    features, dim = cifar_resnet(image_shape[0], depth)
+    return Classifier(features, dim, num_classes, head, scale)
+
+
+class ModelError(ConfigError):
+    """A model config whose ``_target_`` cannot build a model."""
+
+
+def build_model(cfg, image_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """The model of config group ``model``: its ``_target_`` called with ``image_shape`` (C, H, W), ``num_classes``
+    and the group's other keys except ``name``. The built-in models are configs pointing at the factories above."""
+    kwargs = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "name"}
+    try:
+        model = instantiate(kwargs, image_shape=tuple(image_shape), num_classes=num_classes)
+    except InstantiationException as err:
+        reason = str(err.__cause__ or err).strip().splitlines()[0]
+        raise ModelError(f"model._target_={kwargs['_target_']!r} could not build a model ({reason})") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model._target_={kwargs['_target_']!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def check_cosine_head(model: nn.Module, cfg) -> None:
+    """space=amlfs transforms cosine logits: the model must end in an amlfs.CosineHead of scale ``model.scale``."""
+    heads = [module for module in model.modules() if isinstance(module, CosineHead)]
+    if not heads or heads[-1].scale != cfg.get("scale"):
+        raise ModelError(
+            f"model._target_={cfg._target_!r} is not allowed with space=amlfs, which transforms cosine logits: end the model "
+            f"with amlfs.CosineHead(features, classes, scale) and set model.scale to that scale, or use space=amlfs_tau"
+        )

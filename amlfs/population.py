@@ -13,6 +13,7 @@ from torch.func import functional_call, vmap
 
 from amlfs.data import DeviceData, Split, epoch_stream
 from amlfs.losses import SearchedLoss
+from amlfs.progress import progress, steps_per_epoch
 from amlfs.seeding import derive_seed
 from amlfs.spaces import LossSpace
 from amlfs.training import accuracy, all_finite, autocast, compiled, make_optimizer, nonzero_gradient, train_one_epoch
@@ -30,8 +31,11 @@ class EpochOutcome:
 class Population:
     """What both backends share: the broadcast state, the children's batch streams, the broadcast model's accuracy."""
 
-    def __init__(self, model: torch.nn.Module, space: LossSpace, data: DeviceData, train_cfg, seed: int, shared_batches: bool):
+    def __init__(self, model: torch.nn.Module, space: LossSpace, data: DeviceData, train_cfg, seed: int, shared_batches: bool,
+                 first_child: int = 0):
+        """`first_child`: the search-wide index of this population's first child (a rank's block under torchrun)."""
         self.model = model
+        self.first_child = first_child
         self.space = space
         self.data = data
         self.train_cfg = train_cfg
@@ -45,8 +49,9 @@ class Population:
         }
 
     def stream(self, epoch: int, child: int) -> tuple[torch.Tensor, torch.Generator]:
-        """Child `child`'s batch order and augmentation generator in `epoch` (the same for all when batches are shared)."""
-        key = 0 if self.shared_batches else child
+        """Local child `child`'s batch order and augmentation generator in `epoch`, keyed by its search-wide index
+        (the same for all when batches are shared)."""
+        key = 0 if self.shared_batches else self.first_child + child
         return epoch_stream(len(self.data.train), derive_seed(self.seed, "batches", epoch, key), self.device)
 
     def accuracy(self, split: Split) -> torch.Tensor:
@@ -67,19 +72,20 @@ class SequentialPopulation(Population):
         """Train one child per row of `thetas` [B, dim] for one epoch; reward = validation accuracy."""
         cfg = self.train_cfg
         rewards, losses, sound, self.children = [], [], [], []
-        for i, theta in enumerate(thetas.to(self.device, self.data.dtype)):
-            self.model.load_state_dict(self.broadcast_state["model"])
-            self.optimizer.load_state_dict(copy.deepcopy(self.broadcast_state["optimizer"]))
-            order, generator = self.stream(epoch, i)
-            loss, epoch_sound = train_one_epoch(self.runner, self.optimizer, SearchedLoss(self.space, theta), self.data, order,
-                                                cfg.batch_size, generator, cfg.autocast)
-            losses.append(loss)
-            sound.append(epoch_sound & all_finite(self.model.state_dict().values()))
-            rewards.append(accuracy(self.runner, self.data, self.data.val, cfg.eval_batch_size, cfg.autocast))
-            self.children.append({
-                "model": {key: value.detach().clone() for key, value in self.model.state_dict().items()},
-                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            })
+        with progress(len(thetas) * steps_per_epoch(len(self.data.train), cfg.batch_size), f"epoch {epoch + 1}") as bar:
+            for i, theta in enumerate(thetas.to(self.device, self.data.dtype)):
+                self.model.load_state_dict(self.broadcast_state["model"])
+                self.optimizer.load_state_dict(copy.deepcopy(self.broadcast_state["optimizer"]))
+                order, generator = self.stream(epoch, i)
+                loss, epoch_sound = train_one_epoch(self.runner, self.optimizer, SearchedLoss(self.space, theta), self.data,
+                                                    order, cfg.batch_size, generator, cfg.autocast, on_step=bar.update)
+                losses.append(loss)
+                sound.append(epoch_sound & all_finite(self.model.state_dict().values()))
+                rewards.append(accuracy(self.runner, self.data, self.data.val, cfg.eval_batch_size, cfg.autocast))
+                self.children.append({
+                    "model": {key: value.detach().clone() for key, value in self.model.state_dict().items()},
+                    "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                })
         return EpochOutcome(torch.stack(rewards), torch.stack(losses), ~torch.stack(sound), len(thetas) * len(self.data.train))
 
     def broadcast(self, index: int) -> None:
@@ -95,8 +101,9 @@ class VectorizedPopulation(Population):
     dropout randomness per child); one Adam over the stacked parameters equals B Adams, Adam being elementwise.
     """
 
-    def __init__(self, model: torch.nn.Module, space: LossSpace, data: DeviceData, train_cfg, seed: int, shared_batches: bool, size: int):
-        super().__init__(model, space, data, train_cfg, seed, shared_batches)
+    def __init__(self, model: torch.nn.Module, space: LossSpace, data: DeviceData, train_cfg, seed: int, shared_batches: bool,
+                 size: int, first_child: int = 0):
+        super().__init__(model, space, data, train_cfg, seed, shared_batches, first_child)
         self.size = size
 
         def stacked(tensor: torch.Tensor) -> torch.Tensor:
@@ -168,15 +175,17 @@ class VectorizedPopulation(Population):
         learned = torch.zeros(self.size, device=self.device, dtype=torch.bool)
         parameters = list(self.params.values())
         own_batches = not self.shared_batches
-        for images, labels in self._batches(epoch):
-            with autocast(self.device, self.train_cfg.autocast):
-                losses = self.losses(self.params, self.buffers, images, labels, thetas, own_batches)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            learned |= nonzero_gradient(parameters, self.size)
-            self.optimizer.step()
-            total += losses.detach() * labels.shape[-1]
-            finite &= torch.isfinite(losses.detach())
+        with progress(steps_per_epoch(len(self.data.train), self.train_cfg.batch_size), f"epoch {epoch + 1}") as bar:
+            for images, labels in self._batches(epoch):
+                with autocast(self.device, self.train_cfg.autocast):
+                    losses = self.losses(self.params, self.buffers, images, labels, thetas, own_batches)
+                self.optimizer.zero_grad(set_to_none=True)
+                losses.sum().backward()
+                learned |= nonzero_gradient(parameters, self.size)
+                self.optimizer.step()
+                total += losses.detach() * labels.shape[-1]
+                finite &= torch.isfinite(losses.detach())
+                bar.update()
         return total / len(self.data.train), finite & learned
 
     @torch.no_grad()
@@ -211,8 +220,10 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def make_population(backend: str, model, space, data, train_cfg, seed: int, shared_batches: bool, size: int) -> Population:
-    """The population of config ``search.backend`` (`auto` resolved for the data's device)."""
+def make_population(backend: str, model, space, data, train_cfg, seed: int, shared_batches: bool, size: int,
+                    first_child: int = 0) -> Population:
+    """The population of config ``search.backend`` (`auto` resolved for the data's device): `size` children, the
+    first of them child `first_child` of the search."""
     if resolve_backend(backend, data.train.labels.device) == "vectorized":
-        return VectorizedPopulation(model, space, data, train_cfg, seed, shared_batches, size)
-    return SequentialPopulation(model, space, data, train_cfg, seed, shared_batches)
+        return VectorizedPopulation(model, space, data, train_cfg, seed, shared_batches, size, first_child)
+    return SequentialPopulation(model, space, data, train_cfg, seed, shared_batches, first_child)

@@ -10,6 +10,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from amlfs import atomic
 from amlfs.config import flatten
+from amlfs.environment import version_changes
 from amlfs.plots import loss_curves
 from amlfs.spaces import LossSpace
 
@@ -24,15 +25,26 @@ def format_seconds(seconds: float) -> str:
 class Recorder:
     """Writes one search's record: per-epoch results and scalars, loss-curve images, final hparams."""
 
-    def __init__(self, run_dir: Path, config: dict, space: LossSpace, data_info: dict, curve_every: int, history: dict | None = None):
-        """`history`: the results of the epochs already done, when resuming; TensorBoard events from later steps are purged."""
+    def __init__(self, run_dir: Path, config: dict, space: LossSpace, data_info: dict, curve_every: int,
+                 environment: dict, history: dict | None = None):
+        """`history`: the results of the epochs already done, when resuming; TensorBoard events from later steps are purged.
+
+        A new run records `environment`; a resumed one keeps the environment it started in and warns when the
+        amlfs or torch version differs (results may then differ from an uninterrupted run).
+        """
         self.run_dir = Path(run_dir)
         self.space = space
         self.epochs = config["search"]["epochs"]
         self.curve_every = curve_every
-        self.results = history or {"epochs": [], "final": None, "data": data_info, "config": config}
+        self.results = history or {"epochs": [], "final": None, "data": data_info, "environment": environment, "config": config}
         self.first_epoch = len(self.results["epochs"])
         self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.first_epoch if history else None)
+        if history is None:
+            rows = "\n".join(f"| {key} | {value} |" for key, value in environment.items())
+            self.writer.add_text("environment", f"| | |\n|---|---|\n{rows}", 0)
+        changes = version_changes(self.results.get("environment"), environment)
+        if history is not None and changes:
+            log.warning("resuming with %s: results may differ from an uninterrupted run", ", ".join(changes))
         self.started = time.perf_counter()
 
     def epoch(self, record: dict, train_loss: list[float], sigma: float, images_per_second: float) -> None:

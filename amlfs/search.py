@@ -15,12 +15,12 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from amlfs import checkpoint
+from amlfs import checkpoint, distributed, environment
 from amlfs.config import CONFIG_DIR, ConfigError, validate, with_defaults
 from amlfs.controllers import build_controller
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
-from amlfs.models import build_model
+from amlfs.models import build_model, check_cosine_head
 from amlfs.population import make_population, resolve_backend
 from amlfs.recorder import Recorder
 from amlfs.seeding import derive_seed
@@ -32,6 +32,23 @@ log = logging.getLogger("amlfs")
 
 class SearchStopped(RuntimeError):
     """Too many epochs in a row in which every child failed."""
+
+
+def resumable(run_dir: Path, config: dict, epochs: int) -> tuple[dict | None, dict | None]:
+    """The newest checkpoint in `run_dir`, refused when its config differs from `config` in anything that changes
+    results; and the finished results when the run has done all its epochs already."""
+    saved = checkpoint.load_latest(run_dir)
+    if not saved:
+        return None, None
+    for record in (saved, saved["results"]):  # written by an older amlfs: fill in keys added since
+        record["config"] = OmegaConf.to_container(with_defaults(record["config"]))
+    checkpoint.check_resumable(saved["config"], config)
+    results_file = run_dir / "results.json"
+    if saved["epochs_done"] == epochs and results_file.exists():
+        results = json.loads(results_file.read_text())
+        if results.get("final"):
+            return saved, results
+    return saved, None
 
 
 def judge(rewards: torch.Tensor, failed: torch.Tensor) -> tuple[torch.Tensor, int | None]:
@@ -46,85 +63,105 @@ def judge(rewards: torch.Tensor, failed: torch.Tensor) -> tuple[torch.Tensor, in
     return rewards, int(torch.where(failed, -math.inf, rewards).argmax())
 
 
-def run_search(cfg: DictConfig, run_dir: Path) -> dict:
-    """Run (or, with ``resume=true``, continue) the search described by `cfg` in `run_dir`; returns results.json's content."""
+def execute(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """Run (or, with ``resume=true``, continue) the search described by `cfg` in `run_dir`; returns results.json's
+    content (on rank 0 of a torchrun job; None on the other ranks)."""
     device = validate(cfg)
+    world, device = distributed.setup(device, cfg.distributed.timeout)
+    try:
+        return search(cfg, run_dir, world, device)
+    finally:
+        distributed.shutdown(world)
+
+
+def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: torch.device) -> dict | None:
+    """The search loop on one rank of `world` (the whole search in a plain run)."""
+    population_size = cfg.search.population
+    if population_size < world.size:
+        raise ConfigError(f"search.population={population_size} is not allowed: this torchrun job has {world.size} ranks "
+                          f"and every rank trains at least one child")
+    distributed.quiet_other_ranks(world)
     config = OmegaConf.to_container(cfg, resolve=True)
-    saved = checkpoint.load_latest(run_dir) if cfg.resume else None
-    if saved:
-        for record in (saved, saved["results"]):  # written by an older amlfs: fill in keys added since
-            record["config"] = OmegaConf.to_container(with_defaults(record["config"]))
-        checkpoint.check_resumable(saved["config"], config)
-        results_file = run_dir / "results.json"
-        if saved["epochs_done"] == cfg.search.epochs and results_file.exists():
-            results = json.loads(results_file.read_text())
-            if results.get("final"):
-                log.info("%s finished all %d epochs already: nothing to resume", run_dir, cfg.search.epochs)
-                return results
+    resume = cfg.resume or world.launched  # torchrun restarts workers in the same run dir: they continue by themselves
+    saved, finished = distributed.on_rank_zero(world, lambda: resumable(run_dir, config, cfg.search.epochs) if resume else (None, None))
+    if finished:
+        log.info("%s finished all %d epochs already: nothing to resume", run_dir, cfg.search.epochs)
+        return finished if world.main else None
     dtype = getattr(torch, cfg.train.dtype)
     layout = memory_format(cfg.train)
-    data = load_data(cfg.dataset, device, augment=cfg.train.augment, dtype=dtype, memory_format=layout)
+    with distributed.rank_zero_first(world):  # rank 0 extracts archives; the others then read what it wrote
+        data = load_data(cfg.dataset, device, augment=cfg.train.augment, dtype=dtype, memory_format=layout)
     space = space_of(cfg)
     torch.manual_seed(derive_seed(cfg.seed, "model"))
     model = build_model(cfg.model, data.image_shape, data.num_classes).to(device, dtype, memory_format=layout)
-    controller = build_controller(cfg.controller, space.identity(), cfg.search.epochs, cfg.search.population,
+    if space.needs_cosine_head:
+        check_cosine_head(model, cfg.model)
+    controller = build_controller(cfg.controller, space.identity(), cfg.search.epochs, population_size,
                                   derive_seed(cfg.seed, "controller"))
     backend = resolve_backend(cfg.search.backend, device)
-    population = make_population(backend, model, space, data, cfg.train, cfg.seed, cfg.search.shared_batches, cfg.search.population)
-    failed_streak = 0
+    mine = world.block(population_size)
+    population = make_population(backend, model, space, data, cfg.train, cfg.seed, cfg.search.shared_batches, len(mine), mine.start)
+    failed_streak, first_epoch = 0, 0
     if saved:
         controller.load_state_dict(saved["controller"])
         population.broadcast_state = saved["population"]
         checkpoint.restore_rng(saved["rng"])
-        failed_streak = saved["failed_streak"]
+        failed_streak, first_epoch = saved["failed_streak"], saved["epochs_done"]
         log.info("resuming %s after epoch %d of %d", run_dir, saved["epochs_done"], cfg.search.epochs)
     elif cfg.resume:
         log.info("resume=true but %s holds no checkpoint: starting from the beginning", run_dir)
-    recorder = Recorder(run_dir, config, space, data.info, cfg.log.curve_every, history=saved["results"] if saved else None)
-    if space.dim == 0 and cfg.search.population > 1 and cfg.search.shared_batches:
-        log.warning("space=ce has no loss parameters: the %d children are identical; search.population=1 gives the same result", cfg.search.population)
-    log.info("searching %s over %d parameters with %s on %s (%s, %s backend), %d children x %d epochs, run dir %s",
-             cfg.space.name, space.dim, cfg.controller.name, cfg.dataset.name, device, backend, cfg.search.population, cfg.search.epochs, run_dir)
+    recorder = Recorder(run_dir, config, space, data.info, cfg.log.curve_every, environment.describe(device, world.size),
+                        history=saved["results"] if saved else None) if world.main else None
+    if space.dim == 0 and population_size > 1 and cfg.search.shared_batches:
+        log.warning("space=ce has no loss parameters: the %d children are identical; search.population=1 gives the same result", population_size)
+    where = f"{device}, {backend} backend" + (f", {world.size} ranks" if world.launched else "")
+    log.info("searching %s over %d parameters with %s on %s (%s), %d children x %d epochs, run dir %s",
+             cfg.space.name, space.dim, cfg.controller.name, cfg.dataset.name, where, population_size, cfg.search.epochs, run_dir)
 
-    for epoch in range(recorder.first_epoch, cfg.search.epochs):
+    for epoch in range(first_epoch, cfg.search.epochs):
         started = time.perf_counter()
         sigma = controller.sigma
-        thetas = controller.sample(cfg.search.population)
-        outcome = population.train(thetas, epoch)
-        train_loss = outcome.train_loss.double().cpu()
-        failed = outcome.failed.cpu() | (train_loss > cfg.search.max_train_loss)
-        rewards, best = judge(outcome.rewards.cpu(), failed)
+        thetas = controller.sample(population_size)
+        outcome = population.train(thetas[mine.start : mine.stop], epoch)
+        rewards, train_loss, failed = distributed.gather_outcome(world, population_size, outcome.rewards, outcome.train_loss, outcome.failed)
+        failed |= train_loss > cfg.search.max_train_loss
+        rewards, best = judge(rewards, failed)
         controller.update(thetas, rewards)
         if best is not None:
-            population.broadcast(best)
+            distributed.broadcast_winner(world, population, best, population_size, device)
         failed_streak = failed_streak + 1 if best is None else 0
-        test_acc = float(population.accuracy(data.test))
-        seconds = time.perf_counter() - started
-        recorder.epoch({
-            "epoch": epoch,
-            "thetas": thetas.tolist(),
-            "rewards": rewards.tolist(),
-            "best": best,
-            "failed": torch.nonzero(failed).flatten().tolist(),
-            "mu": controller.mu.detach().tolist(),
-            "val_acc": float(rewards[best]) if best is not None else float(population.accuracy(data.val)),
-            "test_acc": test_acc,
-            "seconds": seconds,
-        }, [float(x) if math.isfinite(x) else None for x in train_loss.tolist()], sigma, outcome.images / seconds)
-        checkpoint.save(run_dir, epoch + 1, {
-            "config": config,
-            "controller": controller.state_dict(),
-            "population": population.broadcast_state,
-            "rng": checkpoint.capture_rng(),
-            "results": recorder.results,
-            "failed_streak": failed_streak,
-        })
+        if world.main:
+            test_acc = float(population.accuracy(data.test))
+            seconds = time.perf_counter() - started
+            recorder.epoch({
+                "epoch": epoch,
+                "thetas": thetas.tolist(),
+                "rewards": rewards.tolist(),
+                "best": best,
+                "failed": torch.nonzero(failed).flatten().tolist(),
+                "mu": controller.mu.detach().tolist(),
+                "val_acc": float(rewards[best]) if best is not None else float(population.accuracy(data.val)),
+                "test_acc": test_acc,
+                "seconds": seconds,
+            }, [float(x) if math.isfinite(x) else None for x in train_loss.tolist()], sigma,
+                population_size * len(data.train) / seconds)
+            checkpoint.save(run_dir, epoch + 1, {
+                "config": config,
+                "controller": controller.state_dict(),
+                "population": population.broadcast_state,
+                "rng": checkpoint.capture_rng(),
+                "results": recorder.results,
+                "failed_streak": failed_streak,
+            })
+        distributed.barrier(world)  # no rank runs ahead into the next collective while rank 0 writes
         if failed_streak >= cfg.search.max_failed_epochs:
             raise SearchStopped(
                 f"every child failed in {failed_streak} epochs in a row (last: epoch {epoch + 1}); the broadcast model "
                 f"is unchanged since then and checkpointed in {run_dir / checkpoint.FOLDER}: lower controller.sigma or train.lr"
             )
 
+    if not world.main:
+        return None
     torch.save(population.broadcast_state["model"], run_dir / "model.pt")
     last = recorder.results["epochs"][-1]
     mu = controller.mu.detach()
@@ -135,7 +172,22 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict:
         "val_acc": last["val_acc"],
         "test_acc": last["test_acc"],
     })
+    for line in summary(run_dir, recorder.results["final"]):
+        log.info(line)
     return recorder.results
+
+
+def summary(run_dir: Path, final: dict) -> list[str]:
+    """What a finished search found, where it is and what to do next, for the terminal and search.log."""
+    loss = ", ".join(f"{key} {value:.3g}" for key, value in final["loss"].items())
+    return [
+        f"search finished: the final model reaches {final['val_acc']:.4f} validation and {final['test_acc']:.4f} test accuracy"
+        + (f"; the loss at the final mu has {loss}" if loss else ""),
+        f"  run dir:     {run_dir}",
+        f"  watch it:    tensorboard --logdir {run_dir / 'tb'}",
+        f"  compare it:  amlfs-evaluate run={run_dir}   (retrains the searched loss next to hand-crafted ones)",
+        f"  use it:      criterion = amlfs.load_loss(\"{run_dir}\")   (or amlfs.load_schedule for the per-epoch losses)",
+    ]
 
 
 def resume_command(run_dir: Path) -> str:
@@ -148,9 +200,10 @@ def resume_command(run_dir: Path) -> str:
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        run_search(cfg, run_dir)
+        execute(cfg, run_dir)
     except (ConfigError, DataFileError) as err:
-        print(f"amlfs: {err}", file=sys.stderr)
+        if distributed.rank() == 0:  # every rank finds the same error: one says it
+            print(f"amlfs: {err}", file=sys.stderr)
         sys.exit(2)
     except torch._dynamo.exc.BackendCompilerFailed as err:
         reason = str(err).strip().splitlines()[0]

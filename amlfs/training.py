@@ -45,13 +45,14 @@ def train_one_epoch(
     generator: torch.Generator | None = None,
     autocast_mode: str | None = None,
     check_every: int = 25,
+    on_step: Callable[[], object] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Train `model` for one pass over `order`, minimising the mean loss ``criterion(logits, labels)``.
 
     Returns the mean loss and whether the epoch was sound (0-d tensors on the device): every step's loss finite, and
     some step's gradient non-zero (a loss without gradient trains nothing; Adam's momentum alone would still move
     the weights). The finiteness is read every `check_every` steps (one host synchronisation each), and training
-    stops once it fails.
+    stops once it fails. `on_step` is called after every step (a progress bar).
     """
     model.train()
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -67,6 +68,8 @@ def train_one_epoch(
         optimizer.step()
         total += loss.detach() * len(labels)
         finite &= torch.isfinite(loss.detach())
+        if on_step is not None:
+            on_step()
         if step % check_every == 0 and not finite:
             break
     return total / len(order), finite & learned

@@ -16,9 +16,16 @@ GROUPS = ["dataset", "model", "space", "controller"]
 EXPERIMENTS = sorted(path.stem for path in (CONFIGS / "experiment").glob("*.yaml"))
 
 
+OWN = {
+    ("model", "custom"): ["model._target_=user_models.small_net"],
+    ("dataset", "arrays"): ["dataset.path=mine.npz"],
+}
+"""The keys a user's own model or data must set."""
+
+
 def compatible(group: str, option: str) -> list[str]:
     """Overrides that make `group=option` a valid combination (a linear head cannot use space=amlfs)."""
-    return [f"{group}={option}", "device=cpu"] + (["space=amlfs_tau"] if group == "model" else [])
+    return [f"{group}={option}", "device=cpu", *OWN.get((group, option), [])] + (["space=amlfs_tau"] if group == "model" else [])
 
 
 @pytest.mark.parametrize("group,option", [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))])
@@ -72,6 +79,10 @@ def test_every_experiment_composes_and_validates(name):
         (["space.continuous=1"], "space.continuous"),
         (["space=poly", "space.terms=0"], "space.terms"),
         (["controller.learn=maybe"], "controller.learn"),
+        (["seed=abc"], "seed"),
+        (["seed=1.5"], "seed"),
+        (["dataset.split_seed=x1"], "dataset.split_seed"),
+        (["dataset.noise.seed=-1"], "dataset.noise.seed"),
         (["controller=cmaes", "controller.sigma=0"], "controller.sigma"),
         (["train.compile=fast"], "train.compile"),
         (["device=tpu"], "device"),

@@ -8,7 +8,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from amlfs.datasets import load_data
-from amlfs.search import run_search
+from amlfs.search import execute
 
 from conftest import compose_search
 
@@ -42,7 +42,7 @@ def search(tmp_path, backend: str, *overrides: str) -> tuple[dict, dict]:
                           f"search.backend={backend}", *overrides])
     run_dir = tmp_path / "-".join([backend, *overrides]).replace("/", "_")
     run_dir.mkdir()
-    results = run_search(cfg, run_dir)
+    results = execute(cfg, run_dir)
     return json.loads(json.dumps(results)), torch.load(run_dir / "model.pt")
 
 

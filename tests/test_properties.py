@@ -17,11 +17,13 @@ KEYS = [
     "controller.sigma", "controller.sigma_final", "controller.lr", "dataset.name", "dataset.val_fraction",
     "dataset.max_train", "dataset.noise", "dataset.noise.kind", "dataset.noise.rate", "dataset.noise.validation",
     "dataset.noise_map", "train.batch_size", "train.lr", "train.dtype", "train.autocast", "train.compile",
-    "train.channels_last", "train.fused_adam", "log.curve_every",
+    "train.channels_last", "train.fused_adam", "log.curve_every", "model._target_", "model", "controller.name",
+    "controller.learn", "space.terms", "dataset.split_seed", "dataset.path", "dataset.name",
 ]
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.sampled_from(["cpu", "cuda", "amlfs", "ce", "cosine", "linear", "symmetric", "bf16", "float64"]),
+    st.text(max_size=12), st.sampled_from(["cpu", "cuda", "amlfs", "ce", "cosine", "linear", "symmetric", "bf16", "float64",
+                                           "arrays", "poly", "cmaes", "mixture", "amlfs.models.nothing", "x.npz"]),
     st.lists(st.integers(0, 3), max_size=3),
 )
 BASE = compose_search(["device=cpu"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from amlfs.search import SearchStopped, judge, run_search
+from amlfs.search import SearchStopped, execute, judge
 from amlfs.spaces import LossSpace
 
 from conftest import ROOT, compose_search, run_cli
@@ -193,7 +193,7 @@ def without_gradient(value):
 def test_failing_children_are_contained(tmp_path, monkeypatch, backend, fault):
     monkeypatch.setattr(LossSpace, "loss", faulty_for(lambda theta: theta[:, 0] > 1.0, *([fault] if fault else [])))
     cfg = compose_search(["experiment=smoke", "device=cpu", "search.population=4", "search.epochs=3", f"search.backend={backend}"])
-    results = run_search(cfg, tmp_path)
+    results = execute(cfg, tmp_path)
     failures = [epoch["failed"] for epoch in results["epochs"]]
     assert any(failures) and not all(len(f) == 4 for f in failures)
     for epoch in results["epochs"]:
@@ -209,10 +209,10 @@ def test_search_stops_after_failed_epochs_with_a_usable_checkpoint(tmp_path, mon
     monkeypatch.setattr(LossSpace, "loss", faulty_for(lambda theta: torch.ones(len(theta), dtype=torch.bool)))
     overrides = ["experiment=smoke", "device=cpu", "search.epochs=5", "search.max_failed_epochs=2"]
     with pytest.raises(SearchStopped, match="every child failed in 2 epochs in a row"):
-        run_search(compose_search(overrides), tmp_path)
+        execute(compose_search(overrides), tmp_path)
     assert [e["best"] for e in json.loads((tmp_path / "results.json").read_text())["epochs"]] == [None, None]
     monkeypatch.undo()
-    results = run_search(compose_search(overrides + ["resume=true"]), tmp_path)
+    results = execute(compose_search(overrides + ["resume=true"]), tmp_path)
     assert len(results["epochs"]) == 5 and results["epochs"][2]["best"] is not None
 
 

@@ -28,7 +28,7 @@ def build_space(name: str, scale: float = 1.0, **options) -> LossSpace:
 def space_of(cfg) -> LossSpace:
     """The space a search config describes (its ``space`` group and the cosine head's ``model.scale``)."""
     options = {key: value for key, value in cfg.space.items() if key != "name"}
-    return build_space(cfg.space.name, cfg.model.scale, **options)
+    return build_space(cfg.space.name, cfg.model.get("scale", 1.0), **options)
 
 
 __all__ = ["BUILDERS", "LossSpace", "build_space", "space_of"]
