@@ -22,18 +22,19 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from amlfs import atomic
-from amlfs.config import CONFIG_DIR, ConfigError, resolve_device, with_defaults
+from amlfs.config import BACKENDS, CONFIG_DIR, ConfigError, resolve_device, with_defaults
 from amlfs.data import DeviceData, epoch_stream
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
 from amlfs.losses import BASELINES, SearchedLoss, schedule_thetas
 from amlfs.models import build_model
 from amlfs.plots import probability_curves
+from amlfs.population import resolve_backend, stacked_accuracies, stacked_forward
 from amlfs.progress import progress, steps_per_epoch
 from amlfs.seeding import derive_seed
 from amlfs.spaces import space_of
 from amlfs.spaces.base import uniform_rest_log_probs
-from amlfs.training import accuracy, make_optimizer, memory_format, train_one_epoch
+from amlfs.training import accuracy, autocast, compiled, make_optimizer, memory_format, nonzero_gradient, train_one_epoch
 
 log = logging.getLogger("amlfs")
 SEARCH_ROWS = ("searched", "schedule", "search_model")
@@ -83,6 +84,55 @@ def retrain(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceData, los
         "seed": seed, "test_acc": test[-1], "best_val_acc": val[best], "test_acc_at_best_val": test[best],
         "val_curve": val, "test_curve": test, "seconds": time.perf_counter() - started, "finite": finite,
     }
+
+
+def retrain_stacked(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceData, jobs: list[tuple[list, int]],
+                    device, dtype) -> list[dict]:
+    """Several retrainings (`jobs`: each epoch's losses, seed) at once as one stacked model: what `retrain` gives
+    each of them, with one forward and backward pass over all copies per step, each copy's own loss on its own
+    slice of the logits, its own batches and one Adam over the stacked parameters (= one Adam per copy)."""
+    train = search_cfg.train
+    models = []
+    for _, seed in jobs:
+        torch.manual_seed(derive_seed(seed, "evaluate", "model"))
+        models.append(build_model(model_cfg, data.image_shape, data.num_classes).to(device, dtype, memory_format=memory_format(train)))
+    model, size = models[0], len(jobs)
+    params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).requires_grad_() for name, _ in model.named_parameters()}
+    buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]) for name, _ in model.named_buffers()}
+    optimizer = make_optimizer(list(params.values()), train)
+    logits = compiled(stacked_forward(model), train)
+    epochs = len(jobs[0][0])
+    val, test = [], []
+    finite = torch.ones(size, dtype=torch.bool, device=device)
+    learned = torch.zeros(size, dtype=torch.bool, device=device)
+    started = time.perf_counter()
+    with progress(epochs * steps_per_epoch(len(data.train), train.batch_size), f"{size} retrainings") as bar:
+        for epoch in range(epochs):
+            streams = [epoch_stream(len(data.train), derive_seed(seed, "evaluate", "batches", epoch), device) for _, seed in jobs]
+            model.train()
+            for batch in zip(*(data.train_batches(order, train.batch_size, generator) for order, generator in streams)):
+                images, labels = (torch.stack(part) for part in zip(*batch))
+                with autocast(device, train.autocast):
+                    outputs = logits(params, buffers, images, True)
+                    losses = torch.stack([losses_[epoch](outputs[i], labels[i]) for i, (losses_, _) in enumerate(jobs)])
+                optimizer.zero_grad(set_to_none=True)
+                losses.sum().backward()
+                learned |= nonzero_gradient(list(params.values()), size)
+                optimizer.step()
+                finite &= torch.isfinite(losses.detach())
+                bar.update()
+            val.append(stacked_accuracies(model, logits, params, buffers, data, data.val, train).tolist())
+            test.append(stacked_accuracies(model, logits, params, buffers, data, data.test, train).tolist())
+    seconds = (time.perf_counter() - started) / size
+    runs = []
+    for i, (_, seed) in enumerate(jobs):
+        val_curve, test_curve = [v[i] for v in val], [t[i] for t in test]
+        best = max(range(epochs), key=val_curve.__getitem__)
+        runs.append({
+            "seed": seed, "test_acc": test_curve[-1], "best_val_acc": val_curve[best], "test_acc_at_best_val": test_curve[best],
+            "val_curve": val_curve, "test_curve": test_curve, "seconds": seconds, "finite": bool(finite[i] & learned[i]),
+        })
+    return runs
 
 
 def search_model_row(search_cfg: DictConfig, run_dir: Path, results: dict, data: DeviceData, device, dtype) -> dict:
@@ -153,6 +203,8 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
     unknown = [r for r in cfg.evaluate.rows if r not in BASELINES and r not in SEARCH_ROWS]
     if unknown:
         raise ConfigError(f"evaluate.rows={list(cfg.evaluate.rows)} is not allowed: unknown {unknown}; choose from {sorted(BASELINES) + list(SEARCH_ROWS)}")
+    if cfg.evaluate.backend not in BACKENDS:
+        raise ConfigError(f"evaluate.backend={cfg.evaluate.backend!r} is not allowed: choose one of {', '.join(sorted(BACKENDS))}")
     for key, minimum in (("seeds", 1), ("first_seed", 0)):
         value = cfg.evaluate[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -171,18 +223,26 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
         baseline_model.head = cfg.evaluate.baseline_head
     writer = SummaryWriter(str(out_dir / "tb"))
     p = torch.linspace(1e-3, 1, 400, dtype=torch.float64)
+    seeds = range(cfg.evaluate.first_seed, cfg.evaluate.first_seed + cfg.evaluate.seeds)
+    retrained = [name for name in cfg.evaluate.rows if name != "search_model"]
+    losses = {name: criteria(name, search_cfg, results, device, dtype) for name in retrained}
+    model_cfgs = {name: baseline_model if name in BASELINES else search_cfg.model for name in retrained}
+    stacked = {}
+    if resolve_backend(cfg.evaluate.backend, device) == "vectorized":  # every (row, seed) of one architecture at once
+        for model_cfg in {OmegaConf.to_yaml(c): c for c in model_cfgs.values()}.values():
+            jobs = [(name, seed) for name in retrained if model_cfgs[name] == model_cfg for seed in seeds]
+            runs = retrain_stacked(search_cfg, model_cfg, data, [(losses[name], seed) for name, seed in jobs], device, dtype)
+            stacked.update(zip(jobs, runs))
     rows, curves = [], {}
     for name in cfg.evaluate.rows:
         if name == "search_model":
             runs = [search_model_row(search_cfg, run_dir, results, data, device, dtype)]
         else:
-            losses = criteria(name, search_cfg, results, device, dtype)
-            model_cfg = baseline_model if name in BASELINES else search_cfg.model
             runs = []
-            for seed in range(cfg.evaluate.first_seed, cfg.evaluate.first_seed + cfg.evaluate.seeds):
-                runs.append(retrain(search_cfg, model_cfg, data, losses, seed, device, dtype))
+            for seed in seeds:
+                runs.append(stacked.get((name, seed)) or retrain(search_cfg, model_cfgs[name], data, losses[name], seed, device, dtype))
                 log.info("%-16s seed %d  test %.4f  best val %.4f  %.0fs", name, seed, runs[-1]["test_acc"], runs[-1]["best_val_acc"], runs[-1]["seconds"])
-            curves[name] = loss_values(losses, data.num_classes, p)
+            curves[name] = loss_values(losses[name], data.num_classes, p)
         rows.append(summarise(name, runs))
         for epoch, value in enumerate(statistics.fmean(v) for v in zip(*(r["test_curve"] for r in runs))):
             writer.add_scalar(f"test_acc/{name}", value, epoch)

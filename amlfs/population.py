@@ -112,15 +112,7 @@ class VectorizedPopulation(Population):
         self.params = {name: stacked(p).requires_grad_() for name, p in model.named_parameters()}
         self.buffers = {name: stacked(b) for name, b in model.named_buffers()}
         self.optimizer = make_optimizer(list(self.params.values()), train_cfg)
-
-        def forward(params, buffers, images):
-            return functional_call(model, (params, buffers), (images,))
-
-        forward_shared = vmap(forward, in_dims=(0, 0, None), randomness="different")
-        forward_own = vmap(forward, in_dims=(0, 0, 0), randomness="different")
-
-        def logits(params, buffers, images, own_batches: bool):
-            return (forward_own if own_batches else forward_shared)(params, buffers, images)
+        logits = stacked_forward(model)
 
         def losses(params, buffers, images, labels, thetas, own_batches: bool):
             return space.loss(thetas, logits(params, buffers, images, own_batches), labels).mean(-1)
@@ -188,15 +180,9 @@ class VectorizedPopulation(Population):
                 bar.update()
         return total / len(self.data.train), finite & learned
 
-    @torch.no_grad()
     def _accuracies(self, split: Split) -> torch.Tensor:
         """Accuracy of every child on `split` [B], without leaving the device."""
-        self.model.eval()
-        correct = torch.zeros(self.size, dtype=torch.long, device=self.device)
-        for images, labels in self.data.eval_batches(split, self.train_cfg.eval_batch_size):
-            with autocast(self.device, self.train_cfg.autocast):
-                correct += (self.logits(self.params, self.buffers, images, False).argmax(-1) == labels).sum(-1)
-        return correct.double() / len(split)
+        return stacked_accuracies(self.model, self.logits, self.params, self.buffers, self.data, split, self.train_cfg)
 
     def broadcast(self, index: int) -> None:
         """Take child `index` out of the stacked tensors as the next broadcast state."""
@@ -211,6 +197,34 @@ class VectorizedPopulation(Population):
                 "param_groups": self.optimizer.state_dict()["param_groups"],
             },
         }
+
+
+def stacked_forward(model: torch.nn.Module):
+    """``logits(params, buffers, images, own_batches)`` of copies of `model` whose parameters and buffers are stacked
+    along a leading dimension: ``vmap`` of ``functional_call``, with one batch for all copies or one batch each."""
+
+    def forward(params, buffers, images):
+        return functional_call(model, (params, buffers), (images,))
+
+    forward_shared = vmap(forward, in_dims=(0, 0, None), randomness="different")
+    forward_own = vmap(forward, in_dims=(0, 0, 0), randomness="different")
+
+    def logits(params, buffers, images, own_batches: bool):
+        return (forward_own if own_batches else forward_shared)(params, buffers, images)
+
+    return logits
+
+
+@torch.no_grad()
+def stacked_accuracies(model: torch.nn.Module, logits, params: dict, buffers: dict, data: DeviceData, split: Split, train_cfg) -> torch.Tensor:
+    """Accuracy [copies] on `split` of stacked copies of `model` (`logits` from ``stacked_forward``), on the device."""
+    model.eval()
+    copies = next(iter(params.values())).shape[0]
+    correct = torch.zeros(copies, dtype=torch.long, device=split.labels.device)
+    for images, labels in data.eval_batches(split, train_cfg.eval_batch_size):
+        with autocast(split.labels.device, train_cfg.autocast):
+            correct += (logits(params, buffers, images, False).argmax(-1) == labels).sum(-1)
+    return correct.double() / len(split)
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:

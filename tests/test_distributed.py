@@ -74,9 +74,7 @@ def test_a_failing_child_on_rank_one_is_contained_as_in_one_process(tmp_path):
     assert_same(results, single(tmp_path / "single", script=script))
 
 
-def test_a_killed_worker_is_restarted_and_the_search_ends_as_uninterrupted(tmp_path, reference):
-    run_dir = tmp_path / "run"
-    process = torchrun(run_dir, flags=["--max-restarts=1"], wait=False)
+def kill_a_worker_after_the_first_checkpoint(run_dir, process) -> None:
     deadline = time.monotonic() + 300
     while not (run_dir / "checkpoints" / "epoch-00001.pt").exists():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
@@ -84,10 +82,25 @@ def test_a_killed_worker_is_restarted_and_the_search_ends_as_uninterrupted(tmp_p
     workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
     assert len(workers) == 2
     os.kill(int(workers[-1]), 9)
+
+
+def test_a_killed_worker_is_restarted_and_the_search_ends_as_uninterrupted(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    process = torchrun(run_dir, flags=["--max-restarts=1"], wait=False)
+    kill_a_worker_after_the_first_checkpoint(run_dir, process)
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output
     assert "resuming" in output
     assert_same(json.loads((run_dir / "results.json").read_text()), reference[1])
+
+
+def test_a_killed_worker_without_restarts_left_ends_the_job(tmp_path):
+    run_dir = tmp_path / "run"
+    process = torchrun(run_dir, wait=False)
+    kill_a_worker_after_the_first_checkpoint(run_dir, process)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0 and "exitcode  : -9" in output
+    assert (run_dir / "checkpoints" / "epoch-00001.pt").exists()
 
 
 def test_more_ranks_than_children_is_one_line(tmp_path):

@@ -38,3 +38,19 @@ def test_evaluate_writes_every_row(tmp_path):
 def test_evaluate_refuses_a_missing_run(tmp_path):
     result = run_cli(tmp_path / "evaluation", f"run={tmp_path / 'nothing'}", module="amlfs.evaluate")
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "results.json" in result.stderr
+
+
+def test_vectorized_evaluation_retrains_exactly_as_one_by_one(tmp_path):
+    from amlfs.api import compose_config
+    from amlfs.evaluate import execute
+
+    search = run_cli(tmp_path / "search", "experiment=smoke", "train.dtype=float64", "search.epochs=3")
+    assert search.returncode == 0, search.stderr
+    rows = {}
+    for backend in ("sequential", "vectorized"):
+        cfg = compose_config("evaluate", [f"run={tmp_path / 'search'}", "evaluate.seeds=2", "evaluate.first_seed=1",
+                                          "evaluate.rows=[schedule,gce]", f"evaluate.backend={backend}", "device=cpu"])
+        rows[backend] = execute(cfg, tmp_path / backend)["rows"]
+    for one, stacked in zip(rows["sequential"], rows["vectorized"], strict=True):
+        for a, b in zip(one["runs"], stacked["runs"], strict=True):
+            assert (a["seed"], a["val_curve"], a["test_curve"], a["finite"]) == (b["seed"], b["val_curve"], b["test_curve"], b["finite"])
