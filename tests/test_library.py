@@ -17,8 +17,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import amlfs
 from amlfs.config import ConfigError
 from amlfs.datasets import load_npz
-from amlfs.idx import DataFileError
 from amlfs.environment import describe
+from amlfs.idx import DataFileError
 
 from conftest import CONFIGS, ROOT, run_cli
 
@@ -50,19 +50,18 @@ def test_an_installed_wheel_runs_from_any_directory(wheel, tmp_path):
                    check=True, capture_output=True, timeout=300)
     env = {**os.environ, "PYTHONPATH": str(target), "HYDRA_FULL_ERROR": "0"}
 
-    def amlfs_cli(*args):
-        return subprocess.run([sys.executable, "-c", "import sys, runpy; runpy.run_module(sys.argv.pop(1), run_name='__main__')", *args],
-                              cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
+    def amlfs_cli(program, *args):  # the console scripts the wheel installs
+        return subprocess.run([str(target / "bin" / program), *args], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
 
     where = subprocess.run([sys.executable, "-c", "import amlfs.config as c; print(c.CONFIG_DIR)"], cwd=elsewhere, env=env,
                            capture_output=True, text=True, check=True)
     assert Path(where.stdout.strip()) == target / "amlfs" / "configs"
-    job = amlfs_cli("amlfs.search", "--cfg", "job")
+    job = amlfs_cli("amlfs-search", "--cfg", "job")
     assert job.returncode == 0 and "population: 6" in job.stdout, job.stderr
-    search = amlfs_cli("amlfs.search", "experiment=smoke", *TINY, "hydra.run.dir=run")
+    search = amlfs_cli("amlfs-search", "experiment=smoke", *TINY, "hydra.run.dir=run")
     assert search.returncode == 0, search.stderr
     assert json.loads((elsewhere / "run" / "results.json").read_text())["final"]["test_acc"] > 0
-    help_text = amlfs_cli("amlfs.evaluate", "--help")
+    help_text = amlfs_cli("amlfs-evaluate", "--help")
     assert help_text.returncode == 0 and "amlfs-evaluate: what did a search find?" in help_text.stdout
 
 
