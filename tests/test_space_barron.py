@@ -41,8 +41,10 @@ def test_rho_limits_are_exact_and_continuous(alpha, closed_form):
     c = torch.tensor(0.2, dtype=torch.float64)
     expected = closed_form(((X / c) ** 2).numpy())
     np.testing.assert_allclose(rho(X, torch.tensor(alpha, dtype=torch.float64), c).numpy(), expected, rtol=1e-12)
-    nearby = {2.0: 2 - 1e-7, 0.0: 1e-7, -math.inf: -1e7}[alpha]
-    np.testing.assert_allclose(rho(X, torch.tensor(nearby, dtype=torch.float64), c).numpy(), expected, rtol=1e-5, atol=1e-12)
+    nearby = {2.0: [2 - 1e-7, 2 - 2e-16], 0.0: [1e-7, -1e-9, 1e-300, 2e-309], -math.inf: [-1e7]}[alpha]
+    for value in nearby:
+        got = rho(X, torch.tensor(value, dtype=torch.float64), c).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-12, err_msg=f"alpha={value}")
 
 
 def test_rho_gradient_is_finite_at_the_special_values():

@@ -21,22 +21,25 @@ from amlfs.spaces.base import LossSpace, sparsemax, target_log_prob
 ALPHA_RANGE = (-10.0, 2.0)
 C_RANGE = (0.01, 10.0)
 IDENTITY = (1.0, 0.0, 1.0, math.log(0.25))
+ALPHA_ZERO = 1e-8  # |alpha| below this takes the alpha = 0 limit (relative error about |alpha|, far below float32's)
 
 
 def rho(x: torch.Tensor, alpha: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """Barron's rho(x; alpha, c), elementwise with broadcasting, exact at alpha = 0, 2 and -inf.
 
     Elsewhere it is evaluated as ``b / alpha * expm1(alpha / 2 * log1p(z / b))`` with z = (x / c)^2 and
-    b = |alpha - 2|, which stays accurate as alpha approaches 0 or 2; the special cases are taken by ``where`` with a
-    harmless alpha in the general branch, so gradients stay finite everywhere.
+    b = |alpha - 2|, which stays accurate as alpha approaches 0 or 2; |alpha| < ALPHA_ZERO takes the alpha = 0 limit
+    (for a subnormal alpha the product underflows to 0 while b / alpha overflows). The special cases are taken by
+    ``where`` with a harmless alpha in the general branch, so gradients stay finite everywhere.
     """
     z = (x / c) ** 2
-    special = (alpha == 0) | (alpha == 2) | torch.isinf(alpha)
+    zero = alpha.abs() < ALPHA_ZERO
+    special = zero | (alpha == 2) | torch.isinf(alpha)
     safe_alpha = torch.where(special, torch.ones_like(alpha), alpha)
     b = (safe_alpha - 2).abs()
     general = b / safe_alpha * torch.expm1(safe_alpha / 2 * torch.log1p(z / b))
     return torch.where(alpha == 2, z / 2,
-                       torch.where(alpha == 0, torch.log1p(z / 2),
+                       torch.where(zero, torch.log1p(z / 2),
                                    torch.where(torch.isinf(alpha), -torch.expm1(-z / 2), general)))
 
 
