@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("protocol", choices=sorted(PROTOCOLS))
     parser.add_argument("cells", nargs="+", help="SPACE:CONTROLLER, controller reinforce, cmaes or frozen")
     parser.add_argument("--seeds", type=int, default=3, help="searches per cell (seeds 0, 1, ...)")
-    parser.add_argument("--reinforce-lr", type=float, default=0.05, help="controller.lr of the REINFORCE cells")
+    parser.add_argument("--reinforce-lr", type=float, default=0.2, help="controller.lr of the REINFORCE cells")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "spaces")
     args = parser.parse_args()
