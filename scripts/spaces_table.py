@@ -34,12 +34,11 @@ SEARCHED_ROWS = {"search_model": "search's own final model", "schedule": "schedu
                  "searched": "final mu from scratch"}
 
 
-def search_overrides(cell: str, reinforce_lr: float) -> list[str]:
+def search_overrides(cell: str) -> list[str]:
     space, controller = cell.split(":")
     if controller == "frozen":
         return [f"space={space}", "controller=reinforce", "controller.learn=false"]
-    extra = [f"controller.lr={reinforce_lr}"] if controller == "reinforce" else []
-    return [f"space={space}", f"controller={controller}", *extra]
+    return [f"space={space}", f"controller={controller}"]
 
 
 def run(command: list[str], log: Path) -> None:
@@ -58,13 +57,13 @@ def finished(path: Path, key: str) -> bool:
         return False
 
 
-def search_job(out: Path, protocol: str, cell: str, seed: int, reinforce_lr: float) -> None:
+def search_job(out: Path, protocol: str, cell: str, seed: int) -> None:
     run_dir = out / cell.replace(":", "-") / f"seed{seed}" / "search"
     if finished(run_dir / "results.json", "final"):
         return
     resume = ["resume=true"] if (run_dir / "checkpoints").exists() else []
     command = [sys.executable, "-m", "amlfs.search", *PROTOCOLS[protocol].split(), *SCALE.split(),
-               *search_overrides(cell, reinforce_lr), f"seed={seed}", f"hydra.run.dir={run_dir}", "device=cpu", *resume]
+               *search_overrides(cell), f"seed={seed}", f"hydra.run.dir={run_dir}", "device=cpu", *resume]
     run(command, run_dir.parent / "search.log")
 
 
@@ -112,14 +111,13 @@ def main() -> None:
     parser.add_argument("protocol", choices=sorted(PROTOCOLS))
     parser.add_argument("cells", nargs="+", help="SPACE:CONTROLLER, controller reinforce, cmaes or frozen")
     parser.add_argument("--seeds", type=int, default=3, help="searches per cell (seeds 0, 1, ...)")
-    parser.add_argument("--reinforce-lr", type=float, default=0.2, help="controller.lr of the REINFORCE cells")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "spaces")
     args = parser.parse_args()
     out = args.out / args.protocol
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        searches = [pool.submit(search_job, out, args.protocol, name, seed, args.reinforce_lr)
+        searches = [pool.submit(search_job, out, args.protocol, name, seed)
                     for name in args.cells for seed in range(args.seeds)]
         for future in searches:
             future.result()

@@ -35,13 +35,28 @@ def test_every_group_option_composes_and_validates(group, option):
     assert validate(cfg) == torch.device("cpu")
 
 
+@pytest.mark.parametrize("overrides,lr", [
+    (["space=amlfs"], 0.05),
+    (["space=mixture"], 0.2),
+    (["space=barron"], 0.2),
+    (["space=ce"], 0.05),
+    (["space=poly", "space.reinforce_lr=0.3"], 0.3),
+    (["space=mixture", "controller.lr=0.01"], 0.01),
+])
+def test_reinforce_step_follows_the_space_unless_set(overrides, lr):
+    cfg = compose_search([*overrides, "device=cpu"])
+    validate(cfg)
+    assert OmegaConf.to_container(cfg, resolve=True)["controller"]["lr"] == lr
+    space_of(cfg)
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_a_saved_config_without_newer_keys_is_completed_with_their_defaults(name):
     written = OmegaConf.to_container(compose_search([f"experiment={name}", "device=cpu"]), resolve=True)
     older = copy.deepcopy(written)
     for section, key in [("train", "fused_adam"), ("train", "compile"), ("train", "channels_last"), ("space", "continuous"),
-                         ("dataset", "mean"), ("model", "head")]:
-        del older[section][key]
+                         ("dataset", "mean"), ("model", "head"), ("space", "reinforce_lr")]:
+        older[section].pop(key, None)
     older["train"]["lr"] = 0.5
     completed = OmegaConf.to_container(with_defaults(older))
     assert completed["train"].pop("lr") == 0.5
@@ -78,6 +93,7 @@ def test_every_experiment_composes_and_validates(name):
         (["train.channels_last=yes"], "train.channels_last"),
         (["space.continuous=1"], "space.continuous"),
         (["space=poly", "space.terms=0"], "space.terms"),
+        (["space.reinforce_lr=-1"], "space.reinforce_lr"),
         (["controller.learn=maybe"], "controller.learn"),
         (["seed=abc"], "seed"),
         (["seed=1.5"], "seed"),

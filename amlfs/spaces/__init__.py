@@ -25,9 +25,13 @@ def build_space(name: str, scale: float = 1.0, **options) -> LossSpace:
     return BUILDERS[name](scale, **options)
 
 
+CONTROLLER_KEYS = ("reinforce_lr",)
+"""Keys of a space's config that its controller reads (the REINFORCE step that fits the space's scale)."""
+
+
 def space_of(cfg) -> LossSpace:
     """The space a search config describes (its ``space`` group and the cosine head's ``model.scale``)."""
-    options = {key: value for key, value in cfg.space.items() if key != "name"}
+    options = {key: value for key, value in cfg.space.items() if key != "name" and key not in CONTROLLER_KEYS}
     return build_space(cfg.space.name, cfg.model.get("scale", 1.0), **options)
 
 
