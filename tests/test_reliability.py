@@ -216,13 +216,8 @@ def test_search_stops_after_failed_epochs_with_a_usable_checkpoint(tmp_path, mon
     assert len(results["epochs"]) == 5 and results["epochs"][2]["best"] is not None
 
 
-@pytest.mark.parametrize("override,key", [
+@pytest.mark.parametrize("override,key", [  # every key's check is tested in-process (test_config.py)
     ("search.population=1", "search.population"),
-    ("search.epochs=0", "search.epochs"),
-    ("space.intervals=0", "space.intervals"),
-    ("controller.sigma=-0.1", "controller.sigma"),
-    ("dataset.val_fraction=0", "dataset.val_fraction"),
-    ("dataset.noise.rate=1.0", "dataset.noise.rate"),
     ("model.head=linear", "model.head"),
     ("device=cuda:9", "device"),
     ("search.backend=gpu", "search.backend"),
