@@ -58,4 +58,4 @@ step population_cudagraphs 60 $POP --batch-sizes 128 --populations 8 --repeats 1
     --json "$OUT/population_cudagraphs.json"
 EVAL="python3 -m amlfs.evaluate run=$OUT/search device=$DEVICE evaluate.seeds=3 evaluate.rows=[schedule,searched,ce,gce,sce,nce_rce,mae]"
 step evaluate_vectorized 90 $EVAL evaluate.backend=vectorized hydra.run.dir="$OUT/evaluate_vectorized"
-step evaluate_sequential 90 $EVAL evaluate.backend=sequential hydra.run.dir="$OUT/evaluate_sequential"
+step evaluate_sequential 60 $EVAL evaluate.backend=sequential hydra.run.dir="$OUT/evaluate_sequential"
