@@ -23,7 +23,7 @@ from torchvision import transforms
 
 from amlfs.config import CONFIG_DIR
 from amlfs.data import epoch_stream
-from amlfs.datasets import SOURCES, load_data
+from amlfs.datasets import load_data, torchvision_class
 from amlfs.losses import CrossEntropy
 from amlfs.models import build_model
 from amlfs.training import make_optimizer, train_one_epoch
@@ -39,12 +39,15 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--archives", default=None, help="folder with the original archives, when not yet under --root")
     parser.add_argument("--repeats", type=int, default=3, help="measurements per configuration; the median is reported")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--augment", action="store_true", help="random crop + flip on every path (CIFAR's augmentation)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the archives' checksums (generated CIFAR-format files)")
 
 
 def bench_config(args: argparse.Namespace, batch_size: int, *overrides: str) -> DictConfig:
-    """The search config the benchmark trains with: `args`' dataset and model (linear head), no augmentation."""
+    """The search config the benchmark trains with: `args`' dataset and model (linear head), augmentation if asked."""
     overrides = [f"dataset={args.dataset}", f"model={args.model}", f"dataset.root={Path(args.root).resolve()}",
-                 "dataset.download=false", "model.head=linear", "train.augment=false", f"train.batch_size={batch_size}", *overrides]
+                 "dataset.download=false", f"dataset.verify={str(not args.no_verify).lower()}", "model.head=linear",
+                 f"train.augment={str(args.augment).lower()}", f"train.batch_size={batch_size}", *overrides]
     if args.archives:
         overrides.append(f"dataset.archives={Path(args.archives).resolve()}")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -58,8 +61,9 @@ def synchronize(device: torch.device) -> None:
 
 def time_dataloader(cfg, model, device, workers: int, steps: int) -> float:
     """Images/s of `steps` training steps fed by a torchvision DataLoader."""
-    normalise = transforms.Compose([transforms.ToTensor(), transforms.Normalize(list(cfg.dataset.mean), list(cfg.dataset.std))])
-    dataset = SOURCES[cfg.dataset.name].dataset(str(Path(cfg.dataset.root).resolve()), train=True, transform=normalise)
+    dataset = torchvision_class(cfg.dataset)(str(Path(cfg.dataset.root).resolve()), train=True)
+    augment = [transforms.RandomCrop(dataset.data.shape[1], padding=4), transforms.RandomHorizontalFlip()] if cfg.train.augment else []
+    dataset.transform = transforms.Compose([*augment, transforms.ToTensor(), transforms.Normalize(list(cfg.dataset.mean), list(cfg.dataset.std))])
     loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers,
                         pin_memory=device.type == "cuda", drop_last=True, persistent_workers=workers > 0)
     optimizer = make_optimizer(model.parameters(), cfg.train)
@@ -108,7 +112,7 @@ def main() -> None:
     rows = []
     for batch in args.batch_sizes:
         cfg = bench_config(args, batch)
-        data = load_data(cfg.dataset, device)
+        data = load_data(cfg.dataset, device, augment=cfg.train.augment)
         torch.manual_seed(0)
         model = build_model(cfg.model, data.image_shape, data.num_classes).to(device)
         initial = {k: v.clone() for k, v in model.state_dict().items()}

@@ -4,7 +4,8 @@ All rows train the same model with the same Adam on the same dataset for `--step
 (a) torchvision dataset + ToTensor/Normalize + DataLoader, one child after another;
 (b) amlfs sequential backend: device-resident batches, one child after another;
 (c) amlfs vectorised backend: all B children as one stacked model (vmap), B in `--populations`.
-Sequential rates do not depend on B, so (a) and (b) are measured once per batch size.
+Sequential rates do not depend on B, so (a) and (b) are measured once per batch size. With `--augment` every row
+crops and flips (torchvision transforms in (a), amlfs's batched ones on the device in (b) and (c)).
 
     python scripts/bench_population.py --device cpu --archives ../shared/data/FashionMNIST/raw
 """
@@ -85,7 +86,7 @@ def main() -> None:
                            f"train.fused_adam={str(args.fused_adam).lower()}", f"train.compile={args.compile or 'null'}",
                            f"train.channels_last={str(args.channels_last).lower()}")
         layout = memory_format(cfg.train)  # rows (b) and (c); row (a) stays as users write it
-        data = load_data(cfg.dataset, device, memory_format=layout)
+        data = load_data(cfg.dataset, device, augment=cfg.train.augment, memory_format=layout)
 
         def measure(label: str, size: int, run, layout=torch.contiguous_format) -> None:
             values = []

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The GPU figures BENCHMARKS.md still lacks, in one call of a lent GPU machine.
+# The GPU figures BENCHMARKS.md still lacks, in two parts of one device call each (step limits add up to under 600 s).
+# PART=1 (default): the Fashion-MNIST search and table, data path, population backends, bf16, channels-last, compile.
+# PART=2: the MNIST search and table, ResNet-20 on generated CIFAR-10-format data, torchrun (NCCL) against one process.
 # Here first: scripts/gpu_prepare.sh (wheels into .gpu-wheels/, archives into .device_data/), then the device call
 # with carry [".gpu-wheels", ".device_data"]. Results land in $OUT (or ./gpu_out). Each step has its own time limit
 # and a failed step does not stop the ones after it; steps.txt lists how each one ended. A missing package stops the
-# script at once. Rehearse it here first: DEVICE=cpu SMALL=1 scripts/gpu_checks.sh
+# script at once. Rehearse it here first: DEVICE=cpu SMALL=1 [PART=2] scripts/gpu_checks.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # amlfs from this checkout: nothing is pip-installed there
 OUT=${OUT:-gpu_out}
+PART=${PART:-1}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 
@@ -18,21 +22,22 @@ import importlib
 for name in ('torch', 'torchvision', 'numpy', 'hydra', 'omegaconf', 'tensorboard', 'matplotlib', 'cma', 'tqdm'):
     try:
         importlib.import_module(name)
-    except ImportError:
-        print(name)
+    except ImportError as err:
+        print(f'{name} ({err})')
 ")
 if [ -n "$missing" ]; then
-  echo "gpu_checks: missing Python packages: $(echo $missing); run scripts/gpu_prepare.sh here and carry .gpu-wheels" | tee "$OUT/steps.txt"
+  echo "gpu_checks: cannot import: $(echo $missing); run scripts/gpu_prepare.sh here and carry .gpu-wheels" | tee "$OUT/steps.txt"
   exit 2
 fi
 if [ "${SMALL:-0}" = 1 ]; then  # the rehearsal: every step, tiny sizes
-  SIZES="dataset.max_train=2000 search.epochs=2"; STEPS=3
+  SIZES="dataset.max_train=2000 search.epochs=2"; STEPS=3; SEEDS=1; CIFAR_SIZE="train=2000, test=500"
+  SLOW=4  # a 2-core CPU: every limit x4, so that each step is seen to finish
 else
-  SIZES=""; STEPS=40
+  SIZES=""; STEPS=40; SEEDS=3; CIFAR_SIZE="train=50000, test=10000"; SLOW=1
 fi
 
 step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, output to $OUT/NAME.txt
-  local name=$1 limit=$2
+  local name=$1 limit=$(($2 * SLOW))
   shift 2
   local started=$SECONDS
   timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
@@ -43,19 +48,39 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, output
 
 { nvidia-smi --query-gpu=name,driver_version --format=csv 2>/dev/null; python3 -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/gpu.txt"
 FM=".device_data/FashionMNIST/raw"
-POP="python3 scripts/bench_population.py --device $DEVICE --root .device_data --archives $FM --workers 8 --steps $STEPS"
-step search 90 python3 -m amlfs.search experiment=fashion_mnist_sym40 dataset.root=.device_data dataset.archives=$FM \
-    device=$DEVICE $SIZES hydra.run.dir="$OUT/search"
-step datapath 45 python3 scripts/bench_datapath.py --device $DEVICE --root .device_data --archives $FM --batch-sizes 128 512 \
-    --workers 8 --repeats 3 \
-    --json "$OUT/datapath.json"
-step population 100 $POP --batch-sizes 128 512 --populations 4 8 16 --repeats 3 --json "$OUT/population.json"
-step population_bf16_fused 45 $POP --batch-sizes 128 --populations 8 16 --repeats 3 --autocast bf16 --fused-adam \
-    --json "$OUT/population_bf16_fused.json"
-step population_channels_last 30 $POP --batch-sizes 128 --populations 8 --repeats 3 --channels-last --json "$OUT/population_channels_last.json"
-step population_compile 60 $POP --batch-sizes 128 --populations 8 --repeats 1 --compile default --json "$OUT/population_compile.json"
-step population_cudagraphs 60 $POP --batch-sizes 128 --populations 8 --repeats 1 --compile reduce-overhead \
-    --json "$OUT/population_cudagraphs.json"
-EVAL="python3 -m amlfs.evaluate run=$OUT/search device=$DEVICE evaluate.seeds=3 evaluate.rows=[schedule,searched,ce,gce,sce,nce_rce,mae]"
-step evaluate_vectorized 90 $EVAL evaluate.backend=vectorized hydra.run.dir="$OUT/evaluate_vectorized"
-step evaluate_sequential 60 $EVAL evaluate.backend=sequential hydra.run.dir="$OUT/evaluate_sequential"
+EVAL="python3 -m amlfs.evaluate device=$DEVICE evaluate.seeds=$SEEDS evaluate.rows=[search_model,schedule,searched,ce,gce,sce,nce_rce,mae]"
+if [ "$PART" = 1 ]; then
+  POP="python3 scripts/bench_population.py --device $DEVICE --root .device_data --archives $FM --workers 8 --steps $STEPS"
+  step search 90 python3 -m amlfs.search experiment=fashion_mnist_sym40 space=mixture dataset.root=.device_data dataset.archives=$FM \
+      device=$DEVICE $SIZES hydra.run.dir="$OUT/search"
+  step datapath 45 python3 scripts/bench_datapath.py --device $DEVICE --root .device_data --archives $FM --batch-sizes 128 512 \
+      --workers 8 --repeats 3 \
+      --json "$OUT/datapath.json"
+  step population 100 $POP --batch-sizes 128 512 --populations 4 8 16 --repeats 3 --json "$OUT/population.json"
+  step population_bf16_fused 45 $POP --batch-sizes 128 --populations 8 16 --repeats 3 --autocast bf16 --fused-adam \
+      --json "$OUT/population_bf16_fused.json"
+  step population_channels_last 30 $POP --batch-sizes 128 --populations 8 --repeats 3 --channels-last --json "$OUT/population_channels_last.json"
+  step population_compile 60 $POP --batch-sizes 128 --populations 8 --repeats 1 --compile default --json "$OUT/population_compile.json"
+  step population_cudagraphs 60 $POP --batch-sizes 128 --populations 8 --repeats 1 --compile reduce-overhead \
+      --json "$OUT/population_cudagraphs.json"
+  step evaluate_vectorized 90 $EVAL run=$OUT/search evaluate.backend=vectorized hydra.run.dir="$OUT/evaluate_vectorized"
+  step evaluate_sequential 60 $EVAL run=$OUT/search evaluate.backend=sequential hydra.run.dir="$OUT/evaluate_sequential"
+else
+  MNIST=".device_data/MNIST/raw"
+  step mnist_search 90 python3 -m amlfs.search experiment=mnist_sym40 space=mixture dataset.root=.device_data dataset.archives=$MNIST \
+      device=$DEVICE $SIZES hydra.run.dir="$OUT/mnist_search"
+  step mnist_evaluate 150 $EVAL run=$OUT/mnist_search evaluate.backend=vectorized hydra.run.dir="$OUT/mnist_evaluate"
+  CIFAR=".device_data/cifar10_archives"  # random images in the real format: throughput and wall time, not accuracy
+  step cifar_data 40 python3 -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from fake_cifar import write_cifar_archive
+write_cifar_archive(Path('$CIFAR'), 'cifar10', $CIFAR_SIZE)"
+  step cifar_population 90 python3 scripts/bench_population.py --device $DEVICE --dataset cifar10 --model resnet20 \
+      --root .device_data/cifar10 --archives $CIFAR --no-verify --augment --workers 8 --steps $STEPS --batch-sizes 128 \
+      --populations 8 --repeats 1 --json "$OUT/cifar_population.json"
+  step cifar_search_epoch 100 python3 -m amlfs.search experiment=cifar10_resnet20 dataset.root=.device_data/cifar10 \
+      dataset.archives=$CIFAR dataset.verify=false device=$DEVICE $SIZES search.epochs=1 hydra.run.dir="$OUT/cifar_search"
+  SHORT="experiment=fashion_mnist_sym40 dataset.root=.device_data dataset.archives=$FM $SIZES search.epochs=3"
+  step plain_3epochs 45 python3 -m amlfs.search $SHORT device=$DEVICE hydra.run.dir="$OUT/plain"
+  step torchrun_3epochs 55 env TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --nproc-per-node=1 -m amlfs.search $SHORT \
+      device=$DEVICE hydra.run.dir="$OUT/torchrun"
+  python3 scripts/compare_runs.py "$OUT/plain" "$OUT/torchrun" | tee "$OUT/torchrun_vs_plain.txt"
+fi

@@ -1,8 +1,8 @@
-"""The README's table of search spaces and controllers under 40% symmetric label noise (and on clean labels).
+"""The README's table of search spaces and controllers under 40% label noise (and on clean labels).
 
-For one protocol (Fashion-MNIST or MNIST with 40% symmetric noise, or clean Fashion-MNIST; 20,000 training images of
-which 2,000 are the reward split, small CNN with a cosine head, B = 4 children x 15 epochs, data split and noise fixed
-at seed 0), it runs what is missing:
+For one protocol (Fashion-MNIST or MNIST with 40% symmetric noise, Fashion-MNIST with 40% asymmetric noise (its
+standard class flips), or clean Fashion-MNIST; 20,000 training images of which 2,000 are the reward split, small CNN
+with a cosine head, B = 4 children x 15 epochs, data split and noise fixed at seed 0), it runs what is missing:
 
 - for every cell SPACE:CONTROLLER (`frozen` = REINFORCE with ``controller.learn=false``), one search per seed;
 - for every learning cell, ``amlfs.evaluate`` of each search's schedule and final mu from scratch, with the
@@ -29,6 +29,7 @@ PROTOCOLS = {
     "fashion_mnist_clean": "experiment=fashion_mnist_cnn dataset.archives=../shared/data/FashionMNIST/raw",
     "fashion_mnist_sym40": "experiment=fashion_mnist_sym40 dataset.archives=../shared/data/FashionMNIST/raw",
     "mnist_sym40": "experiment=mnist_sym40 dataset.archives=../shared/data/MNIST/raw",
+    "fashion_mnist_asym40": "experiment=fashion_mnist_sym40 dataset.noise.kind=asymmetric dataset.archives=../shared/data/FashionMNIST/raw",
 }
 SCALE = "dataset.max_train=20000 dataset.split_seed=0 dataset.noise.seed=0 search.population=4 search.epochs=15"
 BASELINES = ["ce", "gce", "sce", "nce_rce", "mae"]
