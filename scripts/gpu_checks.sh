@@ -14,8 +14,9 @@ PART=${PART:-1}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 
-if [ -d .gpu-wheels ] && ! python3 -c "import hydra, cma, tqdm" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps .gpu-wheels/*.whl 2>&1 | tail -1
+if [ -d .gpu-wheels ] && ! python3 -c "import hydra, cma, tqdm" 2>/dev/null; then  # beside the image's packages
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/gpu-wheels-site .gpu-wheels/*.whl 2>&1 | tail -1
+  export PYTHONPATH="$PYTHONPATH:/tmp/gpu-wheels-site"
 fi
 missing=$(python3 -c "
 import importlib
