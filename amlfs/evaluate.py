@@ -38,6 +38,8 @@ from amlfs.training import accuracy, autocast, compiled, make_optimizer, memory_
 
 log = logging.getLogger("amlfs")
 SEARCH_ROWS = ("searched", "schedule", "search_model")
+TAKE_HOME = {"searched": "amlfs.load_loss", "schedule": "amlfs.load_schedule"}
+"""The retrained searched rows a user can keep, and the call that loads each (final mu first: it wins ties)."""
 
 
 def load_search(run: str) -> tuple[Path, dict]:
@@ -165,6 +167,20 @@ def summarise(name: str, runs: list[dict]) -> dict:
     }
 
 
+def final_val_acc(row: dict) -> float:
+    """A retrained row's validation accuracy at its last epoch, the mean over its seeds."""
+    return statistics.fmean(run["val_curve"][-1] for run in row["runs"])
+
+
+def take_home(rows: list[dict]) -> str | None:
+    """Which searched loss to keep: of the final mu (``searched``) and the ``schedule``, the one with the higher
+    final-epoch validation accuracy (the final mu on a tie); None unless both were retrained. Uses no test data."""
+    candidates = {row["name"]: row for row in rows if row["name"] in TAKE_HOME}
+    if len(candidates) < len(TAKE_HOME):
+        return None
+    return max(TAKE_HOME, key=lambda name: final_val_acc(candidates[name]))
+
+
 def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int) -> str:
     noise = search_cfg.dataset.noise
     lines = [
@@ -187,6 +203,12 @@ def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int
             f"| {row['name']}{flag} | {cell(row['test_acc'], row['test_acc_std'])} | "
             f"{cell(row['test_acc_at_best_val'], row['test_acc_at_best_val_std'])} | {row['best_val_acc']:.4f} | {row['seconds']:.0f} |"
         )
+    keep = take_home(rows)
+    if keep:
+        other = next(name for name in TAKE_HOME if name != keep)
+        final_val = {row["name"]: final_val_acc(row) for row in rows if row["name"] in TAKE_HOME}
+        lines += ["", f"Take home: {keep}, `{TAKE_HOME[keep]}(\"{run_dir}\")`, by its final-epoch validation accuracy "
+                      f"{final_val[keep]:.4f} against {final_val[other]:.4f} ({other})."]
     return "\n".join(lines) + "\n"
 
 
@@ -256,6 +278,8 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
         evaluation = {"run": str(run_dir), "seeds": cfg.evaluate.seeds, "first_seed": cfg.evaluate.first_seed,
                       "baseline_head": cfg.evaluate.baseline_head, "rows": rows}
         atomic.write_json(out_dir / "evaluation.json", evaluation)
+    evaluation["take_home"] = take_home(rows)
+    atomic.write_json(out_dir / "evaluation.json", evaluation)
     figure = probability_curves(p, curves, f"losses as functions of p_y ({data.num_classes} classes, the rest sharing 1 - p_y)")
     figure.savefig(out_dir / "loss_curves.png", dpi=120)
     writer.add_figure("loss_curves", figure, 0)

@@ -29,10 +29,27 @@ def test_evaluate_writes_every_row(tmp_path):
             assert row["runs"][0]["test_acc"] == row["runs"][0]["test_curve"][-1]
     search_model = evaluation["rows"][-1]
     assert search_model["test_acc"] == search_results["final"]["test_acc"]
+    last_val = {row["name"]: sum(r["val_curve"][-1] for r in row["runs"]) / 2 for row in evaluation["rows"][:2]}
+    keep = "schedule" if last_val["schedule"] > last_val["searched"] else "searched"
+    assert evaluation["take_home"] == keep
     table = (out_dir / "evaluation.md").read_text()
     assert all(f"| {name} |" in table for name in ROWS)
+    call = "amlfs.load_schedule" if keep == "schedule" else "amlfs.load_loss"
+    assert f"Take home: {keep}, `{call}(\"{search_dir}\")`" in table
     assert (out_dir / "loss_curves.png").stat().st_size > 0
     assert {p.name for p in (out_dir / "tb").iterdir() if p.is_dir()} == set(ROWS)
+
+
+def test_take_home_is_the_retrained_searched_loss_with_the_higher_final_validation_accuracy():
+    from amlfs.evaluate import take_home
+
+    def row(name, last_vals):  # the first epoch's validation accuracy must not count
+        return {"name": name, "runs": [{"val_curve": [0.95, v]} for v in last_vals]}
+
+    assert take_home([row("schedule", [0.70, 0.50]), row("searched", [0.60, 0.62]), row("ce", [0.9, 0.9])]) == "searched"
+    assert take_home([row("searched", [0.5]), row("schedule", [0.7])]) == "schedule"
+    assert take_home([row("searched", [0.6]), row("schedule", [0.6])]) == "searched"
+    assert take_home([row("schedule", [0.7]), row("ce", [0.9])]) is None
 
 
 def test_evaluate_refuses_a_missing_run(tmp_path):
