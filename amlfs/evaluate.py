@@ -276,10 +276,8 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
             row_writer.add_scalar(tag, value, 0)
         row_writer.close()
         evaluation = {"run": str(run_dir), "seeds": cfg.evaluate.seeds, "first_seed": cfg.evaluate.first_seed,
-                      "baseline_head": cfg.evaluate.baseline_head, "rows": rows}
+                      "baseline_head": cfg.evaluate.baseline_head, "rows": rows, "take_home": take_home(rows)}
         atomic.write_json(out_dir / "evaluation.json", evaluation)
-    evaluation["take_home"] = take_home(rows)
-    atomic.write_json(out_dir / "evaluation.json", evaluation)
     figure = probability_curves(p, curves, f"losses as functions of p_y ({data.num_classes} classes, the rest sharing 1 - p_y)")
     figure.savefig(out_dir / "loss_curves.png", dpi=120)
     writer.add_figure("loss_curves", figure, 0)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from amlfs.config import CONFIG_DIR
-from amlfs.data import epoch_stream
+from amlfs.data import DeviceData, epoch_stream
 from amlfs.datasets import load_data, torchvision_class
 from amlfs.losses import CrossEntropy
 from amlfs.models import build_model
@@ -62,7 +62,8 @@ def synchronize(device: torch.device) -> None:
 def time_dataloader(cfg, model, device, workers: int, steps: int) -> float:
     """Images/s of `steps` training steps fed by a torchvision DataLoader."""
     dataset = torchvision_class(cfg.dataset)(str(Path(cfg.dataset.root).resolve()), train=True)
-    augment = [transforms.RandomCrop(dataset.data.shape[1], padding=4), transforms.RandomHorizontalFlip()] if cfg.train.augment else []
+    crop = transforms.RandomCrop(dataset.data.shape[1], padding=DeviceData.crop_padding)  # amlfs's own padding
+    augment = [crop, transforms.RandomHorizontalFlip()] if cfg.train.augment else []
     dataset.transform = transforms.Compose([*augment, transforms.ToTensor(), transforms.Normalize(list(cfg.dataset.mean), list(cfg.dataset.std))])
     loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers,
                         pin_memory=device.type == "cuda", drop_last=True, persistent_workers=workers > 0)
