@@ -4,7 +4,9 @@ For one protocol (Fashion-MNIST or MNIST with 40% symmetric noise, Fashion-MNIST
 standard class flips), or clean Fashion-MNIST; 20,000 training images of which 2,000 are the reward split, small CNN
 with a cosine head, B = 4 children x 15 epochs, data split and noise fixed at seed 0), it runs what is missing:
 
-- for every cell SPACE:CONTROLLER (`frozen` = REINFORCE with ``controller.learn=false``), one search per seed;
+- for every cell SPACE:CONTROLLER[:OVERRIDE...] (`frozen` = REINFORCE with ``controller.learn=false``; each OVERRIDE
+  a search config ``key=value`` that changes neither the training data nor the noise, e.g.
+  ``dataset.noise.validation=clean``), one search per seed;
 - for every learning cell, ``amlfs.evaluate`` of each search's schedule and final mu from scratch, with the
   evaluation seed equal to the search seed (so the spread covers both the search and the retraining), and which of
   the two its validation accuracy picks (``take_home``);
@@ -41,10 +43,16 @@ SEARCHED_ROWS = {"search_model": "search's own final model", "schedule": "schedu
 
 
 def search_overrides(cell: str) -> list[str]:
-    space, controller = cell.split(":")
+    space, controller, *extra = cell.split(":")
     if controller == "frozen":
-        return [f"space={space}", "controller=reinforce", "controller.learn=false"]
-    return [f"space={space}", f"controller={controller}"]
+        return [f"space={space}", "controller=reinforce", "controller.learn=false", *extra]
+    return [f"space={space}", f"controller={controller}", *extra]
+
+
+def cell_dir(cell: str) -> str:
+    """The folder of a cell's runs: ``mixture:reinforce:dataset.noise.validation=clean`` ->
+    ``mixture-reinforce-dataset.noise.validation-clean``."""
+    return cell.replace(":", "-").replace("=", "-")
 
 
 def run(command: list[str], log: Path) -> None:
@@ -64,7 +72,7 @@ def finished(path: Path, key: str) -> bool:
 
 
 def search_job(out: Path, protocol: str, cell: str, seed: int) -> None:
-    run_dir = out / cell.replace(":", "-") / f"seed{seed}" / "search"
+    run_dir = out / cell_dir(cell) / f"seed{seed}" / "search"
     if finished(run_dir / "results.json", "final"):
         return
     resume = ["resume=true"] if (run_dir / "checkpoints").exists() else []
@@ -84,7 +92,7 @@ def evaluate_job(run_dir: Path, out_dir: Path, rows: list[str], seeds: int, firs
 def cell_values(out: Path, cell: str, seeds: int) -> dict[str, list[float]]:
     values = {row: [] for row in SEARCHED_ROWS}
     for seed in range(seeds):
-        base = out / cell.replace(":", "-") / f"seed{seed}"
+        base = out / cell_dir(cell) / f"seed{seed}"
         values["search_model"].append(json.loads((base / "search" / "results.json").read_text())["final"]["test_acc"])
         evaluation = base / "evaluation" / "evaluation.json"
         if evaluation.exists():
@@ -119,7 +127,7 @@ def table(out: Path, cells: list[str], seeds: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("protocol", choices=sorted(PROTOCOLS))
-    parser.add_argument("cells", nargs="+", help="SPACE:CONTROLLER, controller reinforce, cmaes or frozen")
+    parser.add_argument("cells", nargs="+", help="SPACE:CONTROLLER[:KEY=VALUE...], controller reinforce, cmaes or frozen")
     parser.add_argument("--seeds", type=int, default=3, help="searches per cell (seeds 0, 1, ...)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "spaces")
@@ -131,13 +139,13 @@ def main() -> None:
                     for name in args.cells for seed in range(args.seeds)]
         for future in searches:
             future.result()
-        first = out / args.cells[0].replace(":", "-") / "seed0" / "search"
+        first = out / cell_dir(args.cells[0]) / "seed0" / "search"
         evaluations = [pool.submit(evaluate_job, first, out / "baselines", BASELINES, 3, 0)]
         for name in args.cells:
-            if name.endswith(":frozen"):
+            if name.split(":")[1] == "frozen":
                 continue
             for seed in range(args.seeds):
-                base = out / name.replace(":", "-") / f"seed{seed}"
+                base = out / cell_dir(name) / f"seed{seed}"
                 evaluations.append(pool.submit(evaluate_job, base / "search", base / "evaluation", ["schedule", "searched"], 1, seed))
         for future in evaluations:
             future.result()

@@ -45,7 +45,14 @@ def start(run_dir, *overrides, code=None):
     """Start a search in the background; `code` replaces the plain module launch (to inject faults)."""
     args = [f"hydra.run.dir={run_dir}", "device=cpu", *RUN, *overrides]
     command = [sys.executable, "-m", "amlfs.search", *args] if code is None else [sys.executable, "-c", code, *args]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
+
+
+def default_sigint() -> None:
+    """In the child: SIGINT back to its default, so that Python turns it into KeyboardInterrupt even when the test
+    suite itself was started in the background of a script (which starts it with SIGINT ignored, inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(path, process, timeout=120):
