@@ -127,6 +127,7 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
         failed |= train_loss > cfg.search.max_train_loss
         rewards, best = judge(rewards, failed)
         controller.update(thetas, rewards)
+        controller.recentre(space.project)
         if best is not None:
             distributed.broadcast_winner(world, population, best, population_size, device)
         failed_streak = failed_streak + 1 if best is None else 0

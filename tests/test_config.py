@@ -98,6 +98,7 @@ def test_every_experiment_composes_and_validates(name):
         (["train.channels_last=yes"], "train.channels_last"),
         (["space.continuous=1"], "space.continuous"),
         (["space=poly", "space.terms=0"], "space.terms"),
+        (["space=mixture", "space.max_gap=0.5"], "space.max_gap"),
         (["space.reinforce_lr=-1"], "space.reinforce_lr"),
         (["controller.learn=maybe"], "controller.learn"),
         (["seed=abc"], "seed"),

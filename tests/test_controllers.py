@@ -91,3 +91,14 @@ def test_cmaes_asks_exactly_its_population():
     controller = CMAESController(torch.zeros(3, dtype=torch.float64), sigma=0.2, population=4, seed=0)
     with pytest.raises(ValueError, match="asks 4 vectors"):
         controller.sample(5)
+
+
+@pytest.mark.parametrize("name", ["reinforce", "cmaes"])
+def test_recentre_moves_the_centre_the_next_samples_come_from(name):
+    controller = make(name)
+    samples = controller.sample(POPULATION)
+    controller.update(samples, synthetic_reward(samples))
+    sigma = controller.sigma
+    controller.recentre(lambda mu: mu.clamp(min=3.0))
+    assert torch.equal(controller.mu.detach(), torch.full((DIM,), 3.0, dtype=torch.float64)) and controller.sigma == sigma
+    assert (controller.sample(POPULATION).mean(0) - 3.0).abs().max() < 0.5

@@ -7,10 +7,11 @@ import torch
 
 from amlfs.losses import BASELINES, GeneralizedCrossEntropy
 from amlfs.losses.robust import RCE_LOG_ZERO
+from amlfs.search import execute
 from amlfs.spaces import build_space
 from amlfs.spaces.mixture import Q_RANGE
 
-from conftest import loss_ratio, softmax_row
+from conftest import compose_search, loss_ratio, softmax_row
 
 SPACE = build_space("mixture")
 A = -RCE_LOG_ZERO
@@ -74,3 +75,32 @@ def test_the_gce_point_follows_q():
 
 def test_meaning_names_the_weights():
     assert SPACE.meaning(torch.tensor([0.0, 1.0, 0.0, 0.0, 2.0])) == {"w_ce": 0.0, "w_mae": 2.0, "w_gce": 0.0, "w_nce": 0.0, "q": 1.0}
+
+
+def distinct_losses(space, centre: torch.Tensor, sigma: float = 0.2, samples: int = 64) -> int:
+    """How many different (weights, q) the sparse simplex gives `samples` Gaussian draws around `centre`."""
+    draws = centre + sigma * torch.randn(samples, len(centre), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    weights, q = space.parameters(draws)
+    return len({tuple(row) for row in torch.cat([weights, q[:, None]], 1).tolist()})
+
+
+def test_project_keeps_the_centre_off_flat_faces_and_the_loss_at_it():
+    bounded = build_space("mixture", max_gap=1.2)
+    deep_in_ce = torch.tensor([2.0, -0.5, -1.0, 0.3, 2.1], dtype=torch.float64)
+    projected = bounded.project(deep_in_ce)
+    assert projected.tolist() == pytest.approx([2.0, 0.8, 0.8, 0.8, Q_RANGE[1]])
+    assert bounded.meaning(projected) == bounded.meaning(deep_in_ce) == {"w_ce": 1.0, "w_mae": 0.0, "w_gce": 0.0, "w_nce": 0.0, "q": 1.0}
+    assert distinct_losses(bounded, deep_in_ce) == 1  # every sample is plain CE: equal rewards, no step
+    assert distinct_losses(bounded, projected) > 16
+    inside = torch.tensor([0.5, 0.2, -0.4, 0.1, 0.3], dtype=torch.float64)
+    assert torch.equal(bounded.project(inside), inside)
+    assert torch.equal(SPACE.project(deep_in_ce), deep_in_ce)  # max_gap=null: anywhere
+
+
+def test_the_search_keeps_every_centre_within_max_gap(tmp_path):
+    cfg = compose_search(["experiment=smoke", "device=cpu", "space=mixture", "space.max_gap=1.0", "controller.lr=2.0",
+                          "search.population=4", "search.epochs=2", "dataset.max_train=2000"])
+    mus = torch.tensor([epoch["mu"] for epoch in execute(cfg, tmp_path)["epochs"]], dtype=torch.float64)
+    gaps = (mus[:, :4].max(1, keepdim=True).values - mus[:, :4]).max(1).values
+    assert (gaps <= 1.0 + 1e-12).all() and ((mus[:, 4] >= Q_RANGE[0]) & (mus[:, 4] <= Q_RANGE[1])).all()
+    assert gaps.max() == pytest.approx(1.0)  # Adam steps of 2.0 went further: the bound was what held the centre

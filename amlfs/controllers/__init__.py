@@ -1,8 +1,8 @@
 """Controllers, one module each, named as in the config group ``controller``.
 
 A controller proposes loss parameter vectors and learns from their rewards: ``sample(n)`` -> [n, dim],
-``update(samples, rewards)``, ``mu`` (its current centre), ``sigma``, and ``state_dict``/``load_state_dict``
-for checkpoints. The search loop does not know which one it drives.
+``update(samples, rewards)``, ``mu`` (its current centre), ``recentre(project)`` (the centre moved to
+``project(mu)``), ``sigma``, and ``state_dict``/``load_state_dict`` for checkpoints. The search loop does not know which one it drives.
 """
 
 import torch

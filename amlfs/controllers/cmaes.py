@@ -63,6 +63,10 @@ class CMAESController:
             return
         self.strategy.tell(list(samples.double().cpu().numpy()), (-rewards).tolist())
 
+    def recentre(self, project) -> None:
+        """Move the mean to `project(mean)` (the space's ``project``); step size, covariance and paths stay."""
+        self.strategy.mean = project(self.mu).numpy().astype(np.float64)
+
     def state_dict(self) -> dict:
         return {"strategy": pickle.dumps(self.strategy), "steps": self.steps}
 

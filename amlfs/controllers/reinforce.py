@@ -63,6 +63,11 @@ class ReinforceController:
         (-(advantage * log_prob).mean()).backward()
         self.optimizer.step()
 
+    def recentre(self, project) -> None:
+        """Move mu to `project(mu)` (the space's ``project``), keeping Adam's moments."""
+        with torch.no_grad():
+            self.mu.copy_(project(self.mu.detach().clone()))
+
     def state_dict(self) -> dict:
         return {
             "mu": self.mu.detach().clone(),

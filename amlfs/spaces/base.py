@@ -35,6 +35,11 @@ class LossSpace:
         """The loss's own parameters (weights, exponents) at one vector theta [dim], where they differ from theta."""
         return {}
 
+    def project(self, theta: torch.Tensor) -> torch.Tensor:
+        """Where a controller's centre theta [dim] may be: the search moves it back here after every update.
+        Unchanged unless the space has regions where a small step changes nothing (e.g. a clamped parameter)."""
+        return theta
+
     def loss(self, theta: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample losses [B, N] for B parameter vectors.
 

@@ -9,6 +9,11 @@ theta = (s_ce, s_mae, s_gce, s_nce, q). The weights are a sparse simplex of the 
 step of size sigma in the scores moves the weights by at most sigma wherever the search is. q is clamped to Q_RANGE.
 The identity (1, 0, 0, 0, 0.7) is exactly cross-entropy, on the boundary where every other term starts to enter.
 
+The sparse simplex is flat where a term's score is more than 1 below the top one (its weight is 0 for every nearby
+theta) and q is flat outside Q_RANGE: a controller centre deep in such a region samples B copies of one loss, whose
+equal rewards teach it nothing, and it stays there. With ``max_gap`` set, ``project`` keeps the centre within
+``max_gap`` (>= 1, so every vertex is still a centre) of the top score in every score, and q inside Q_RANGE.
+
 Points of the family (the project's own baselines, up to an overall positive factor where one is given):
 CE = (1, 0, 0, 0); MAE = 2 (1 - p_y) = (0, 1, 0, 0); GCE(q) = (0, 0, 1, 0, q); SCE(alpha, beta) = alpha CE
 - A beta (1 - p_y), A = RCE_LOG_ZERO, needs w_mae / w_ce = -A beta / alpha; NCE+RCE likewise with w_nce for w_ce.
@@ -30,6 +35,8 @@ IDENTITY = (1.0, 0.0, 0.0, 0.0, 0.7)
 @dataclass(frozen=True)
 class MixtureSpace(LossSpace):
     """Config ``space=mixture``: CE, MAE, GCE and NCE mixed by sparse simplex weights."""
+
+    max_gap: float | None = None
 
     name = "mixture"
     dim = len(TERMS) + 1
@@ -56,6 +63,14 @@ class MixtureSpace(LossSpace):
             log_p / log_probs.sum(-1),
         )
         return sum(weights[..., i, None] * term for i, term in enumerate(terms))
+
+    def project(self, theta: torch.Tensor) -> torch.Tensor:
+        """Scores no further than ``max_gap`` below the top one and q inside Q_RANGE; unchanged without ``max_gap``."""
+        if self.max_gap is None:
+            return theta
+        scores = theta[: len(TERMS)]
+        q = theta[len(TERMS) :].clamp(*Q_RANGE)
+        return torch.cat([scores.clamp(min=float(scores.max()) - self.max_gap), q])
 
     def meaning(self, theta: torch.Tensor) -> dict[str, float]:
         weights, q = self.parameters(theta.double().reshape(1, -1))
