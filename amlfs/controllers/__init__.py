@@ -2,7 +2,8 @@
 
 A controller proposes loss parameter vectors and learns from their rewards: ``sample(n)`` -> [n, dim],
 ``update(samples, rewards)``, ``mu`` (its current centre), ``recentre(project)`` (the centre moved to
-``project(mu)``), ``sigma``, and ``state_dict``/``load_state_dict`` for checkpoints. The search loop does not know which one it drives.
+``project(mu)``), ``sigma``, and ``state_dict``/``load_state_dict`` for checkpoints. The search loop does not know
+which one it drives.
 """
 
 import torch
