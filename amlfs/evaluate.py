@@ -8,6 +8,7 @@ its batch size and fixed Adam, once per seed; seed s gives every row the same in
 
 import json
 import logging
+import math
 import statistics
 import sys
 import time
@@ -39,7 +40,7 @@ from amlfs.training import accuracy, autocast, compiled, make_optimizer, memory_
 log = logging.getLogger("amlfs")
 SEARCH_ROWS = ("searched", "schedule", "search_model")
 TAKE_HOME = {"searched": "amlfs.load_loss", "schedule": "amlfs.load_schedule"}
-"""The retrained searched rows a user can keep, and the call that loads each (final mu first: it wins ties)."""
+"""The retrained searched rows a user can keep, and the call that loads each."""
 
 
 def load_search(run: str) -> tuple[Path, dict]:
@@ -172,16 +173,25 @@ def final_val_acc(row: dict) -> float:
     return statistics.fmean(run["val_curve"][-1] for run in row["runs"])
 
 
-def take_home(rows: list[dict]) -> str | None:
-    """Which searched loss to keep: of the final mu (``searched``) and the ``schedule``, the one with the higher
-    final-epoch validation accuracy (the final mu on a tie); None unless both were retrained. Uses no test data."""
+def schedule_margin(rows: list[dict], val_size: int) -> float:
+    """One standard error of the schedule's final-epoch validation accuracy on `val_size` images: how far it must
+    be ahead of the final mu to be kept instead."""
+    accuracy = next(final_val_acc(row) for row in rows if row["name"] == "schedule")
+    return math.sqrt(accuracy * (1 - accuracy) / val_size)
+
+
+def take_home(rows: list[dict], val_size: int) -> str | None:
+    """Which searched loss to keep, by final-epoch validation accuracy (no test data): the final mu (``searched``,
+    one loss), unless the ``schedule`` is ahead of it by more than one standard error (`schedule_margin`), the
+    one-standard-error rule of model selection; None unless both were retrained."""
     candidates = {row["name"]: row for row in rows if row["name"] in TAKE_HOME}
     if len(candidates) < len(TAKE_HOME):
         return None
-    return max(TAKE_HOME, key=lambda name: final_val_acc(candidates[name]))
+    lead = final_val_acc(candidates["schedule"]) - final_val_acc(candidates["searched"])
+    return "schedule" if lead > schedule_margin(rows, val_size) else "searched"
 
 
-def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int) -> str:
+def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int, val_size: int) -> str:
     noise = search_cfg.dataset.noise
     lines = [
         f"# Evaluation of {run_dir}",
@@ -203,12 +213,12 @@ def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int
             f"| {row['name']}{flag} | {cell(row['test_acc'], row['test_acc_std'])} | "
             f"{cell(row['test_acc_at_best_val'], row['test_acc_at_best_val_std'])} | {row['best_val_acc']:.4f} | {row['seconds']:.0f} |"
         )
-    keep = take_home(rows)
+    keep = take_home(rows, val_size)
     if keep:
-        other = next(name for name in TAKE_HOME if name != keep)
         final_val = {row["name"]: final_val_acc(row) for row in rows if row["name"] in TAKE_HOME}
-        lines += ["", f"Take home: {keep}, `{TAKE_HOME[keep]}(\"{run_dir}\")`, by its final-epoch validation accuracy "
-                      f"{final_val[keep]:.4f} against {final_val[other]:.4f} ({other})."]
+        lines += ["", f"Take home: {keep}, `{TAKE_HOME[keep]}(\"{run_dir}\")`. Final-epoch validation accuracy: searched "
+                      f"{final_val['searched']:.4f}, schedule {final_val['schedule']:.4f}; the schedule is kept only when "
+                      f"ahead by more than one standard error ({schedule_margin(rows, val_size):.4f} on {val_size} images)."]
     return "\n".join(lines) + "\n"
 
 
@@ -276,13 +286,14 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
             row_writer.add_scalar(tag, value, 0)
         row_writer.close()
         evaluation = {"run": str(run_dir), "seeds": cfg.evaluate.seeds, "first_seed": cfg.evaluate.first_seed,
-                      "baseline_head": cfg.evaluate.baseline_head, "rows": rows, "take_home": take_home(rows)}
+                      "baseline_head": cfg.evaluate.baseline_head, "val_size": len(data.val), "rows": rows,
+                      "take_home": take_home(rows, len(data.val))}
         atomic.write_json(out_dir / "evaluation.json", evaluation)
     figure = probability_curves(p, curves, f"losses as functions of p_y ({data.num_classes} classes, the rest sharing 1 - p_y)")
     figure.savefig(out_dir / "loss_curves.png", dpi=120)
     writer.add_figure("loss_curves", figure, 0)
     writer.close()
-    atomic.write_bytes(out_dir / "evaluation.md", markdown(rows, run_dir, search_cfg, cfg.evaluate.seeds).encode())
+    atomic.write_bytes(out_dir / "evaluation.md", markdown(rows, run_dir, search_cfg, cfg.evaluate.seeds, len(data.val)).encode())
     return evaluation
 
 

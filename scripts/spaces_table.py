@@ -9,7 +9,8 @@ with a cosine head, B = 4 children x 15 epochs, data split and noise fixed at se
   ``dataset.noise.validation=clean``), one search per seed;
 - for every learning cell, ``amlfs.evaluate`` of each search's schedule and final mu from scratch, with the
   evaluation seed equal to the search seed (so the spread covers both the search and the retraining), and which of
-  the two its validation accuracy picks (``take_home``);
+  the two its validation accuracy picks (``take_home``: the final mu unless the schedule is more than one
+  standard error ahead);
 - the hand-crafted losses, 3 evaluation seeds each, on the same data;
 
 two jobs at a time with one torch thread each, then prints the table (mean +- std of the final-epoch test accuracy).
@@ -39,7 +40,7 @@ PROTOCOLS = {
 SCALE = "dataset.max_train=20000 dataset.split_seed=0 dataset.noise.seed=0 search.population=4 search.epochs=15"
 BASELINES = ["ce", "gce", "sce", "nce_rce", "mae"]
 SEARCHED_ROWS = {"search_model": "search's own final model", "schedule": "schedule replayed from scratch",
-                 "searched": "final mu from scratch", "take_home": "final mu or schedule, by validation (take_home)"}
+                 "searched": "final mu from scratch", "take_home": "final mu or schedule, by validation (take_home, 1-SE rule)"}
 
 
 def search_overrides(cell: str) -> list[str]:
@@ -94,12 +95,13 @@ def cell_values(out: Path, cell: str, seeds: int) -> dict[str, list[float]]:
     for seed in range(seeds):
         base = out / cell_dir(cell) / f"seed{seed}"
         values["search_model"].append(json.loads((base / "search" / "results.json").read_text())["final"]["test_acc"])
-        evaluation = base / "evaluation" / "evaluation.json"
-        if evaluation.exists():
-            rows = json.loads(evaluation.read_text())["rows"]
+        evaluation_file = base / "evaluation" / "evaluation.json"
+        if evaluation_file.exists():
+            evaluation = json.loads(evaluation_file.read_text())
+            rows = evaluation["rows"]
             for row in rows:
                 values[row["name"]].append(row["test_acc"])
-            keep = take_home(rows)
+            keep = take_home(rows, evaluation["val_size"])
             if keep:
                 values["take_home"].append(next(row["test_acc"] for row in rows if row["name"] == keep))
     return {row: v for row, v in values.items() if v}

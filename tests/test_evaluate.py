@@ -30,8 +30,10 @@ def test_evaluate_writes_every_row(tmp_path):
     search_model = evaluation["rows"][-1]
     assert search_model["test_acc"] == search_results["final"]["test_acc"]
     last_val = {row["name"]: sum(r["val_curve"][-1] for r in row["runs"]) / 2 for row in evaluation["rows"][:2]}
-    keep = "schedule" if last_val["schedule"] > last_val["searched"] else "searched"
-    assert evaluation["take_home"] == keep
+    val_size = round(0.1 * 400)  # the smoke experiment's 400 training images, val_fraction 0.1
+    standard_error = (last_val["schedule"] * (1 - last_val["schedule"]) / val_size) ** 0.5
+    keep = "schedule" if last_val["schedule"] - last_val["searched"] > standard_error else "searched"
+    assert evaluation["val_size"] == val_size and evaluation["take_home"] == keep
     table = (out_dir / "evaluation.md").read_text()
     assert all(f"| {name} |" in table for name in ROWS)
     call = "amlfs.load_schedule" if keep == "schedule" else "amlfs.load_loss"
@@ -40,16 +42,19 @@ def test_evaluate_writes_every_row(tmp_path):
     assert {p.name for p in (out_dir / "tb").iterdir() if p.is_dir()} == set(ROWS)
 
 
-def test_take_home_is_the_retrained_searched_loss_with_the_higher_final_validation_accuracy():
+def test_take_home_is_the_final_mu_unless_the_schedule_is_more_than_one_standard_error_ahead():
     from amlfs.evaluate import take_home
 
     def row(name, last_vals):  # the first epoch's validation accuracy must not count
         return {"name": name, "runs": [{"val_curve": [0.95, v]} for v in last_vals]}
 
-    assert take_home([row("schedule", [0.70, 0.50]), row("searched", [0.60, 0.62]), row("ce", [0.9, 0.9])]) == "searched"
-    assert take_home([row("searched", [0.5]), row("schedule", [0.7])]) == "schedule"
-    assert take_home([row("searched", [0.6]), row("schedule", [0.6])]) == "searched"
-    assert take_home([row("schedule", [0.7]), row("ce", [0.9])]) is None
+    assert take_home([row("schedule", [0.70, 0.50]), row("searched", [0.60, 0.62]), row("ce", [0.9, 0.9])], 100) == "searched"
+    assert take_home([row("searched", [0.5]), row("schedule", [0.7])], 100) == "schedule"  # 0.2 ahead, 1 SE = 0.046
+    assert take_home([row("searched", [0.6]), row("schedule", [0.6])], 100) == "searched"
+    # 0.64 against 0.60: one standard error of 0.64 is 0.048 on 100 images (ahead by less), 0.015 on 1000 (by more)
+    assert take_home([row("searched", [0.60]), row("schedule", [0.64])], 100) == "searched"
+    assert take_home([row("searched", [0.60]), row("schedule", [0.64])], 1000) == "schedule"
+    assert take_home([row("schedule", [0.7]), row("ce", [0.9])], 100) is None
 
 
 def test_evaluate_refuses_a_missing_run(tmp_path):
