@@ -65,12 +65,22 @@ def flatten(config: dict, prefix: str = "") -> dict:
     return flat
 
 
+BEFORE_KEY = {("space", "mixture", "max_gap"): None}
+"""(group, option, key) of keys whose default changes results: the value that does what runs written before the key
+did."""
+
+
 def with_defaults(saved: dict) -> DictConfig:
     """A run's saved config, completed with the current defaults of keys added to amlfs since the run was written.
 
-    A new key defaults to the behaviour from before it existed, so an older run evaluates and resumes as it ran.
-    The defaults are those of configs/search.yaml and of the group files the run chose (its dataset, model, ...).
+    A new key defaults to the behaviour from before it existed (``BEFORE_KEY`` where the current default differs),
+    so an older run evaluates and resumes as it ran. The other defaults are those of configs/search.yaml and of the
+    group files the run chose (its dataset, model, ...).
     """
+    saved = OmegaConf.to_container(OmegaConf.create(saved))
+    for (group, option, key), before in BEFORE_KEY.items():
+        if isinstance(saved.get(group), dict) and saved[group].get("name") == option:
+            saved[group].setdefault(key, before)
     base = OmegaConf.load(CONFIG_DIR / "search.yaml")
     for key in ("defaults", "hydra"):
         base.pop(key)

@@ -65,6 +65,15 @@ def test_a_saved_config_without_newer_keys_is_completed_with_their_defaults(name
     assert completed == written
 
 
+def test_a_mixture_run_written_before_max_gap_keeps_its_unbounded_centre():
+    written = OmegaConf.to_container(compose_search(["space=mixture", "device=cpu"]), resolve=True)
+    assert written["space"]["max_gap"] == 1.2
+    del written["space"]["max_gap"]
+    completed = with_defaults(written)
+    assert completed.space.max_gap is None and space_of(completed).max_gap is None
+    assert "max_gap" not in with_defaults(OmegaConf.to_container(compose_search(["device=cpu"]), resolve=True)).space
+
+
 @pytest.mark.parametrize("head", ["linear", "cosine"])
 def test_model_heads_build(head):
     cfg = compose_search([f"model.head={head}", "space=amlfs_tau"])
