@@ -101,6 +101,8 @@ def cell_values(out: Path, cell: str, seeds: int) -> dict[str, list[float]]:
             rows = evaluation["rows"]
             for row in rows:
                 values[row["name"]].append(row["test_acc"])
+            if "val_size" not in evaluation:
+                sys.exit(f"{evaluation_file} was written before evaluation.json held val_size: run amlfs.evaluate again")
             keep = take_home(rows, evaluation["val_size"])
             if keep:
                 values["take_home"].append(next(row["test_acc"] for row in rows if row["name"] == keep))
