@@ -228,7 +228,6 @@ def validate(cfg: DictConfig) -> torch.device:
     _choice(cfg, "search.backend", BACKENDS)
     _real(cfg, "search.max_train_loss", 0, math.inf, low_open=True, high_open=False)
     _integer(cfg, "search.max_failed_epochs", 1)
-    _integer(cfg, "search.restart_every", 1, optional=True)
     for key in ("resume", "train.fused_adam", "train.channels_last"):
         _boolean(cfg, key)
     _integer(cfg, "train.batch_size", 1)

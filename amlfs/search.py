@@ -63,11 +63,6 @@ def judge(rewards: torch.Tensor, failed: torch.Tensor) -> tuple[torch.Tensor, in
     return rewards, int(torch.where(failed, -math.inf, rewards).argmax())
 
 
-def restarts(every: int | None, epoch: int) -> bool:
-    """Whether `epoch` (0-based) starts from the initial weights again under ``search.restart_every``."""
-    return every is not None and epoch > 0 and epoch % every == 0
-
-
 def execute(cfg: DictConfig, run_dir: Path) -> dict | None:
     """Run (or, with ``resume=true``, continue) the search described by `cfg` in `run_dir`; returns results.json's
     content (on rank 0 of a torchrun job; None on the other ranks)."""
@@ -106,7 +101,6 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
     backend = resolve_backend(cfg.search.backend, device)
     mine = world.block(population_size)
     population = make_population(backend, model, space, data, cfg.train, cfg.seed, cfg.search.shared_batches, len(mine), mine.start)
-    initial_state = population.broadcast_state
     failed_streak, first_epoch = 0, 0
     if saved:
         controller.load_state_dict(saved["controller"])
@@ -128,8 +122,6 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
         started = time.perf_counter()
         sigma = controller.sigma
         thetas = controller.sample(population_size)
-        if restarts(cfg.search.restart_every, epoch):
-            population.broadcast_state = initial_state
         outcome = population.train(thetas[mine.start : mine.stop], epoch)
         rewards, train_loss, failed = distributed.gather_outcome(world, population_size, outcome.rewards, outcome.train_loss, outcome.failed)
         failed |= train_loss > cfg.search.max_train_loss

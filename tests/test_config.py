@@ -94,8 +94,6 @@ def test_every_experiment_composes_and_validates(name):
         (["model.head=linear"], "model.head"),
         (["search.population=1"], "search.population"),
         (["search.epochs=0"], "search.epochs"),
-        (["search.restart_every=0"], "search.restart_every"),
-        (["search.restart_every=2.5"], "search.restart_every"),
         (["space.intervals=0"], "space.intervals"),
         (["controller.sigma=0"], "controller.sigma"),
         (["controller.sigma=abc"], "controller.sigma"),

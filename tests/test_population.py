@@ -1,5 +1,5 @@
 """The two population backends: one stacked Adam (default or fused kernel) equals B Adams; sequential and vectorised
-give the same search, compiled or not, in either memory layout; a restart trains from the initial weights again."""
+give the same search, compiled or not, in either memory layout."""
 
 import json
 
@@ -8,11 +8,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from amlfs.datasets import load_data
-from amlfs.models import build_model
-from amlfs.population import make_population
 from amlfs.search import execute
-from amlfs.seeding import derive_seed
-from amlfs.spaces import space_of
 
 from conftest import compose_search
 
@@ -105,22 +101,3 @@ def test_channels_last_gives_the_same_search(tmp_path, backend):
     contiguous, contiguous_weights = search(tmp_path, backend, "model=cnn")
     channels_last, channels_last_weights = search(tmp_path, backend, "model=cnn", "train.channels_last=true")
     assert_same_search(channels_last, channels_last_weights, contiguous, contiguous_weights, rtol=1e-9)
-
-
-@pytest.mark.parametrize("backend", ["sequential", "vectorized"])
-def test_restart_every_trains_from_the_initial_weights_again(tmp_path, backend):
-    results, _ = search(tmp_path, backend, "search.epochs=4", "search.restart_every=2")
-    cfg = compose_search(["experiment=smoke", "device=cpu", "train.dtype=float64", "dataset.max_train=200",
-                          "dataset.max_test=100", "train.batch_size=32"])
-    data = load_data(cfg.dataset, torch.device("cpu"), augment=False, dtype=torch.float64)
-
-    def from_initial_weights(epoch: int) -> list[float]:
-        torch.manual_seed(derive_seed(cfg.seed, "model"))
-        model = build_model(cfg.model, data.image_shape, data.num_classes).double()
-        population = make_population("sequential", model, space_of(cfg), data, cfg.train, cfg.seed, True, 3)
-        thetas = torch.tensor(results["epochs"][epoch]["thetas"], dtype=torch.float64)
-        return population.train(thetas, epoch).rewards.tolist()
-
-    assert from_initial_weights(0) == results["epochs"][0]["rewards"]
-    assert from_initial_weights(2) == results["epochs"][2]["rewards"]  # a restart epoch
-    assert from_initial_weights(1) != results["epochs"][1]["rewards"]  # the broadcast winner's weights

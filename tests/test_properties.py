@@ -13,7 +13,7 @@ from conftest import compose_search
 
 KEYS = [
     "seed", "device", "resume", "space.name", "space.intervals", "search.population", "search.epochs",
-    "search.backend", "search.max_train_loss", "search.max_failed_epochs", "search.restart_every", "model.name", "model.head", "model.scale",
+    "search.backend", "search.max_train_loss", "search.max_failed_epochs", "model.name", "model.head", "model.scale",
     "controller.sigma", "controller.sigma_final", "controller.lr", "dataset.name", "dataset.val_fraction",
     "dataset.max_train", "dataset.noise", "dataset.noise.kind", "dataset.noise.rate", "dataset.noise.validation",
     "dataset.noise_map", "train.batch_size", "train.lr", "train.dtype", "train.autocast", "train.compile",
