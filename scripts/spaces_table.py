@@ -13,7 +13,8 @@ with a cosine head, B = 4 children x 15 epochs, data split and noise fixed at se
   standard error ahead);
 - the hand-crafted losses, 3 evaluation seeds each, on the same data;
 
-two jobs at a time with one torch thread each, then prints the table (mean +- std of the final-epoch test accuracy).
+two jobs at a time with one torch thread each, then prints the table (mean +- std of the final-epoch test accuracy)
+and, for each search, the loss at its final mu with that search's figures.
 Finished runs are kept and skipped, so the script can be stopped and started again.
 
     python scripts/spaces_table.py fashion_mnist_sym40 mixture:reinforce poly:reinforce mixture:frozen
@@ -133,7 +134,25 @@ def table(out: Path, cells: list[str], seeds: int) -> str:
             (out / cell_dir(name) / f"seed{seed}" / "search" / "results.json").read_text())["epochs"]]
         tied = sum(max(e["rewards"]) == min(e["rewards"]) for e in epochs)
         lines.append(f"{name}: {tied} of {len(epochs)} search epochs with B equal rewards (no controller step).")
+    lines += ["", "Each search's final mu and its test accuracy (%) in each row:"]
+    for name in cells:
+        lines += [f"- {name} seed {seed}: {line}" for seed, line in enumerate(search_lines(out, name, seeds))]
     return "\n".join(lines) + "\n"
+
+
+def search_lines(out: Path, cell: str, seeds: int) -> list[str]:
+    """One line per search of `cell`: the loss at its final mu, then every row's test accuracy for that search."""
+    lines = []
+    for seed in range(seeds):
+        base = out / cell_dir(cell) / f"seed{seed}"
+        final = json.loads((base / "search" / "results.json").read_text())["final"]
+        accuracies = {"search_model": final["test_acc"]}
+        evaluation_file = base / "evaluation" / "evaluation.json"
+        if evaluation_file.exists():
+            accuracies |= {row["name"]: row["test_acc"] for row in json.loads(evaluation_file.read_text())["rows"]}
+        loss = ", ".join(f"{key} {value:.2f}" for key, value in final["loss"].items())
+        lines.append(f"{loss}; " + ", ".join(f"{row} {100 * acc:.2f}" for row, acc in accuracies.items()))
+    return lines
 
 
 def main() -> None:
