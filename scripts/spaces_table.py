@@ -90,19 +90,27 @@ def evaluate_job(run_dir: Path, out_dir: Path, rows: list[str], seeds: int, firs
     run(command, out_dir.parent / f"{out_dir.name}.log")
 
 
-def cell_values(out: Path, cell: str, seeds: int) -> dict[str, list[float]]:
-    values = {row: [] for row in SEARCHED_ROWS}
+def cell_runs(out: Path, cell: str, seeds: int) -> list[tuple[dict, dict | None]]:
+    """Per search of `cell`: its results.json and its evaluation.json (None before the evaluation ran)."""
+    runs = []
     for seed in range(seeds):
         base = out / cell_dir(cell) / f"seed{seed}"
-        values["search_model"].append(json.loads((base / "search" / "results.json").read_text())["final"]["test_acc"])
         evaluation_file = base / "evaluation" / "evaluation.json"
-        if evaluation_file.exists():
-            evaluation = json.loads(evaluation_file.read_text())
+        evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.exists() else None
+        if evaluation and "val_size" not in evaluation:
+            sys.exit(f"{evaluation_file} was written before evaluation.json held val_size: run amlfs.evaluate again")
+        runs.append((json.loads((base / "search" / "results.json").read_text()), evaluation))
+    return runs
+
+
+def cell_values(runs: list[tuple[dict, dict | None]]) -> dict[str, list[float]]:
+    values = {row: [] for row in SEARCHED_ROWS}
+    for results, evaluation in runs:
+        values["search_model"].append(results["final"]["test_acc"])
+        if evaluation:
             rows = evaluation["rows"]
             for row in rows:
                 values[row["name"]].append(row["test_acc"])
-            if "val_size" not in evaluation:
-                sys.exit(f"{evaluation_file} was written before evaluation.json held val_size: run amlfs.evaluate again")
             keep = take_home(rows, evaluation["val_size"])
             if keep:
                 values["take_home"].append(next(row["test_acc"] for row in rows if row["name"] == keep))
@@ -122,37 +130,31 @@ def table(out: Path, cells: list[str], seeds: int) -> str:
     for row in baselines:
         mark = " (best hand-crafted)" if row is best else ""
         lines.append(f"| {row['name']}{mark} | {cell([r['test_acc'] for r in row['runs']])} |")
+    runs_of = {name: cell_runs(out, name, seeds) for name in cells}
     for name in cells:
-        for row, values in cell_values(out, name, seeds).items():
+        for row, values in cell_values(runs_of[name]).items():
             lines.append(f"| {name} {SEARCHED_ROWS[row]} | {cell(values)} |")
     runs = [run for row in baselines for run in row["runs"]]
     slope = statistics.linear_regression([r["test_acc"] for r in runs], [r["val_curve"][-1] for r in runs]).slope
     lines += ["", f"Reward strength: the hand-crafted runs' final-epoch validation accuracy moves {slope:.2f} points per "
                   f"point of test accuracy (least squares over {len(runs)} runs)."]
     for name in cells:
-        epochs = [e for seed in range(seeds) for e in json.loads(
-            (out / cell_dir(name) / f"seed{seed}" / "search" / "results.json").read_text())["epochs"]]
+        epochs = [e for results, _ in runs_of[name] for e in results["epochs"]]
         tied = sum(max(e["rewards"]) == min(e["rewards"]) for e in epochs)
         lines.append(f"{name}: {tied} of {len(epochs)} search epochs with B equal rewards (no controller step).")
     lines += ["", "Each search's final mu and its test accuracy (%) in each row:"]
     for name in cells:
-        lines += [f"- {name} seed {seed}: {line}" for seed, line in enumerate(search_lines(out, name, seeds))]
+        lines += [f"- {name} seed {seed}: {search_line(*run)}" for seed, run in enumerate(runs_of[name])]
     return "\n".join(lines) + "\n"
 
 
-def search_lines(out: Path, cell: str, seeds: int) -> list[str]:
-    """One line per search of `cell`: the loss at its final mu, then every row's test accuracy for that search."""
-    lines = []
-    for seed in range(seeds):
-        base = out / cell_dir(cell) / f"seed{seed}"
-        final = json.loads((base / "search" / "results.json").read_text())["final"]
-        accuracies = {"search_model": final["test_acc"]}
-        evaluation_file = base / "evaluation" / "evaluation.json"
-        if evaluation_file.exists():
-            accuracies |= {row["name"]: row["test_acc"] for row in json.loads(evaluation_file.read_text())["rows"]}
-        loss = ", ".join(f"{key} {value:.2f}" for key, value in final["loss"].items())
-        lines.append(f"{loss}; " + ", ".join(f"{row} {100 * acc:.2f}" for row, acc in accuracies.items()))
-    return lines
+def search_line(results: dict, evaluation: dict | None) -> str:
+    """One search: the loss at its final mu, then every row's test accuracy for that search."""
+    accuracies = {"search_model": results["final"]["test_acc"]}
+    if evaluation:
+        accuracies |= {row["name"]: row["test_acc"] for row in evaluation["rows"]}
+    loss = ", ".join(f"{key} {value:.2f}" for key, value in results["final"]["loss"].items())
+    return f"{loss}; " + ", ".join(f"{row} {100 * acc:.2f}" for row, acc in accuracies.items())
 
 
 def main() -> None:
