@@ -1,9 +1,9 @@
 """amlfs: automatic loss-function search (AM-LFS) over families of classification losses."""
 
 from amlfs.losses import SearchedLoss, load_loss, load_schedule
-from amlfs.models import CosineHead
+from amlfs.models import CosineHead, load_model
 
-__all__ = ["CosineHead", "SearchedLoss", "load_loss", "load_schedule", "run_evaluation", "run_search"]
+__all__ = ["CosineHead", "SearchedLoss", "load_loss", "load_model", "load_schedule", "run_evaluation", "run_search"]
 
 
 def __getattr__(name: str):

@@ -1,9 +1,12 @@
 """Files written whole or not at all: temporary file, fsync, rename."""
 
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
+
+import torch
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -24,3 +27,10 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, value) -> None:
     write_bytes(path, (json.dumps(value, indent=1) + "\n").encode())
+
+
+def write_torch(path: Path, value) -> None:
+    """``torch.save(value, path)``, written whole or not at all."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    write_bytes(path, buffer.getvalue())

@@ -3,7 +3,6 @@
 A checkpoint is a pickle written by ``torch.save``; load only checkpoints you wrote yourself.
 """
 
-import io
 import logging
 import random
 from pathlib import Path
@@ -44,10 +43,8 @@ def save(run_dir: Path, epochs_done: int, state: dict) -> Path:
     """Write the checkpoint after `epochs_done` epochs atomically, keeping only the newest KEEP."""
     folder = Path(run_dir) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save({"epochs_done": epochs_done, **state}, buffer)
     path = folder / f"epoch-{epochs_done:05d}.pt"
-    atomic.write_bytes(path, buffer.getvalue())
+    atomic.write_torch(path, {"epochs_done": epochs_done, **state})
     for old in sorted(folder.glob("epoch-*.pt"))[:-KEEP]:
         old.unlink()
     return path

@@ -28,7 +28,7 @@ from amlfs.data import DeviceData, epoch_stream
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
 from amlfs.losses import BASELINES, SearchedLoss, schedule_thetas
-from amlfs.models import build_model
+from amlfs.models import MODEL_FILES, build_model
 from amlfs.plots import probability_curves
 from amlfs.population import resolve_backend, stacked_accuracies, stacked_forward
 from amlfs.progress import progress, steps_per_epoch
@@ -139,15 +139,23 @@ def retrain_stacked(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceD
 
 
 def search_model_row(search_cfg: DictConfig, run_dir: Path, results: dict, data: DeviceData, device, dtype) -> dict:
-    """The search's own final model, evaluated as it is."""
-    model = build_model(search_cfg.model, data.image_shape, data.num_classes).to(device, dtype)
-    model.load_state_dict(torch.load(run_dir / "model.pt", map_location=device))
+    """The search's own models, evaluated as they are: the final one, and the one of its best validation epoch
+    (absent from runs of amlfs before it was written, then None)."""
     batch = search_cfg.train.eval_batch_size
-    val_curve = [e["val_acc"] for e in results["epochs"]]
+
+    def accuracies(file: str) -> tuple[float, float] | tuple[None, None]:
+        if not (run_dir / file).exists():
+            return None, None
+        model = build_model(search_cfg.model, data.image_shape, data.num_classes).to(device, dtype)
+        model.load_state_dict(torch.load(run_dir / file, map_location=device))
+        return float(accuracy(model, data, data.val, batch)), float(accuracy(model, data, data.test, batch))
+
+    final_val, final_test = accuracies(MODEL_FILES["final"])
+    best_val, best_test = accuracies(MODEL_FILES["best_val"])
     return {
-        "seed": search_cfg.seed, "test_acc": float(accuracy(model, data, data.test, batch)),
-        "best_val_acc": float(accuracy(model, data, data.val, batch)), "test_acc_at_best_val": None,
-        "val_curve": val_curve, "test_curve": [e["test_acc"] for e in results["epochs"]],
+        "seed": search_cfg.seed, "test_acc": final_test, "best_val_acc": final_val if best_val is None else best_val,
+        "test_acc_at_best_val": best_test, "val_curve": [e["val_acc"] for e in results["epochs"]],
+        "test_curve": [e["test_acc"] for e in results["epochs"]],
         "seconds": sum(e["seconds"] for e in results["epochs"]), "finite": True,
     }
 

@@ -1,4 +1,7 @@
-"""Child models: feature extractors with a linear or cosine classifier head."""
+"""Child models: feature extractors with a linear or cosine classifier head; the search's own model, loaded."""
+
+import json
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -7,7 +10,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from amlfs.config import ConfigError
+from amlfs.config import ConfigError, with_defaults
 
 
 class CosineHead(nn.Module):
@@ -175,3 +178,40 @@ def check_cosine_head(model: nn.Module, cfg) -> None:
             f"model._target_={cfg._target_!r} is not allowed with space=amlfs, which transforms cosine logits: end the model "
             f"with amlfs.CosineHead(features, classes, scale) and set model.scale to that scale, or use space=amlfs_tau"
         )
+
+
+MODEL_FILES = {"best_val": "model_best_val.pt", "final": "model.pt"}
+"""The search's own models in its run dir: the broadcast model of the epoch with the highest validation accuracy
+(the earliest such epoch; early stopping on the reward split) and the last epoch's."""
+
+
+class Normalised(nn.Module):
+    """`model` on images in [0, 1], normalised per channel with the search's mean and std as the search did."""
+
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model((images - self.mean) / self.std)
+
+
+def load_model(run_dir: str | Path, which: str = "best_val") -> Normalised:
+    """The model a finished search trained, in eval mode on the CPU: `which` = "best_val" (its best validation
+    epoch) or "final". It takes images in [0, 1] of shape [N, C, H, W] and returns logits; it is built from the
+    run's results.json (the model config, image shape and classes), so a model of your own must be importable."""
+    if which not in MODEL_FILES:
+        raise ValueError(f"which={which!r}: choose one of {sorted(MODEL_FILES)}")
+    run_dir = Path(run_dir)
+    weights = run_dir / MODEL_FILES[which]
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+        state = torch.load(weights, map_location="cpu")
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{run_dir}: no finished search with {weights.name} ({err})") from None
+    data = results["data"]
+    model = build_model(with_defaults(results["config"]).model, data["image_shape"], data["num_classes"])
+    model.load_state_dict(state)
+    return Normalised(model.to(torch.float32), data["mean"], data["std"]).eval()

@@ -48,6 +48,7 @@ def probability_curves(p: torch.Tensor, curves: dict[str, torch.Tensor], title: 
     axis.set_ylabel("loss")
     axis.set_title(title, fontsize=9)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, ncol=2)
+    if curves:  # evaluate.rows=[search_model] retrains nothing and has no curve
+        axis.legend(fontsize=8, ncol=2)
     figure.tight_layout()
     return figure

@@ -15,12 +15,12 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from amlfs import checkpoint, distributed, environment
+from amlfs import atomic, checkpoint, distributed, environment
 from amlfs.config import CONFIG_DIR, ConfigError, validate, with_defaults
 from amlfs.controllers import build_controller
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
-from amlfs.models import build_model, check_cosine_head
+from amlfs.models import MODEL_FILES, build_model, check_cosine_head
 from amlfs.population import make_population, resolve_backend
 from amlfs.recorder import Recorder
 from amlfs.seeding import derive_seed
@@ -146,6 +146,8 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
                 "seconds": seconds,
             }, [float(x) if math.isfinite(x) else None for x in train_loss.tolist()], sigma,
                 population_size * len(data.train) / seconds)
+            if best_val_epoch(recorder.results["epochs"]) == epoch:  # before the checkpoint: a resume rewrites it identically
+                atomic.write_torch(run_dir / MODEL_FILES["best_val"], population.broadcast_state["model"])
             checkpoint.save(run_dir, epoch + 1, {
                 "config": config,
                 "controller": controller.state_dict(),
@@ -163,8 +165,9 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
 
     if not world.main:
         return None
-    torch.save(population.broadcast_state["model"], run_dir / "model.pt")
-    last = recorder.results["epochs"][-1]
+    atomic.write_torch(run_dir / MODEL_FILES["final"], population.broadcast_state["model"])
+    epochs = recorder.results["epochs"]
+    last = epochs[-1]
     mu = controller.mu.detach()
     recorder.finish({
         "mu": mu.tolist(),
@@ -172,22 +175,33 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
         "best_theta": last["thetas"][last["best"]] if last["best"] is not None else None,
         "val_acc": last["val_acc"],
         "test_acc": last["test_acc"],
+        "best_val_epoch": best_val_epoch(epochs),
     })
-    for line in summary(run_dir, recorder.results["final"]):
+    for line in summary(run_dir, recorder.results):
         log.info(line)
     return recorder.results
 
 
-def summary(run_dir: Path, final: dict) -> list[str]:
+def best_val_epoch(epochs: list[dict]) -> int:
+    """The index of the first epoch whose validation accuracy is the highest of `epochs`."""
+    return max(range(len(epochs)), key=lambda i: epochs[i]["val_acc"])
+
+
+def summary(run_dir: Path, results: dict) -> list[str]:
     """What a finished search found, where it is and what to do next, for the terminal and search.log."""
+    final = results["final"]
+    best = results["epochs"][final["best_val_epoch"]]
     loss = ", ".join(f"{key} {value:.3g}" for key, value in final["loss"].items())
     return [
         f"search finished: the final model reaches {final['val_acc']:.4f} validation and {final['test_acc']:.4f} test accuracy"
         + (f"; the loss at the final mu has {loss}" if loss else ""),
+        f"  best validation: epoch {best['epoch'] + 1} ({best['val_acc']:.4f} validation, {best['test_acc']:.4f} test), "
+        f"its model in {MODEL_FILES['best_val']}",
         f"  run dir:     {run_dir}",
         f"  watch it:    tensorboard --logdir {run_dir / 'tb'}",
         f"  compare it:  amlfs-evaluate run={run_dir}   (retrains the searched loss next to hand-crafted ones)",
         f"  use it:      criterion = amlfs.load_loss(\"{run_dir}\")   (or amlfs.load_schedule for the per-epoch losses)",
+        f"  its model:   model = amlfs.load_model(\"{run_dir}\")   (the best validation epoch's; which=\"final\" for the last)",
     ]
 
 

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from amlfs.evaluate import take_home
+from amlfs.search import best_val_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOLS = {
@@ -103,17 +104,20 @@ def cell_runs(out: Path, cell: str, seeds: int) -> list[tuple[dict, dict | None]
     return runs
 
 
-def cell_values(runs: list[tuple[dict, dict | None]]) -> dict[str, list[float]]:
+def cell_values(runs: list[tuple[dict, dict | None]]) -> dict[str, list[tuple[float, float]]]:
+    """Per row, each search's test accuracy at the final epoch and at the epoch of best validation accuracy (the
+    search's own model: the broadcast model of its best epoch, kept in model_best_val.pt)."""
     values = {row: [] for row in SEARCHED_ROWS}
     for results, evaluation in runs:
-        values["search_model"].append(results["final"]["test_acc"])
+        epochs = results["epochs"]
+        values["search_model"].append((results["final"]["test_acc"], epochs[best_val_epoch(epochs)]["test_acc"]))
         if evaluation:
-            rows = evaluation["rows"]
-            for row in rows:
-                values[row["name"]].append(row["test_acc"])
-            keep = take_home(rows, evaluation["val_size"])
+            rows = {row["name"]: (row["test_acc"], row["test_acc_at_best_val"]) for row in evaluation["rows"]}
+            for name, accuracies in rows.items():
+                values[name].append(accuracies)
+            keep = take_home(evaluation["rows"], evaluation["val_size"])
             if keep:
-                values["take_home"].append(next(row["test_acc"] for row in rows if row["name"] == keep))
+                values["take_home"].append(rows[keep])
     return {row: v for row, v in values.items() if v}
 
 
@@ -123,17 +127,23 @@ def cell(values: list[float]) -> str:
     return f"{mean:.2f} ± {spread:.2f} ({len(values)})"
 
 
+def cells_of(pairs: list[tuple[float, float]]) -> str:
+    """The table's two columns: the final epoch and the best-validation epoch."""
+    final, at_best = zip(*pairs)
+    return f"{cell(final)} | {cell(at_best)}"
+
+
 def table(out: Path, cells: list[str], seeds: int) -> str:
-    lines = ["| loss | test accuracy, final epoch (%) |", "|---|---:|"]
+    lines = ["| loss | test accuracy, final epoch (%) | at the best-validation epoch (%) |", "|---|---:|---:|"]
     baselines = json.loads((out / "baselines" / "evaluation.json").read_text())["rows"]
     best = max(baselines, key=lambda row: row["test_acc"])
     for row in baselines:
         mark = " (best hand-crafted)" if row is best else ""
-        lines.append(f"| {row['name']}{mark} | {cell([r['test_acc'] for r in row['runs']])} |")
+        lines.append(f"| {row['name']}{mark} | {cells_of([(r['test_acc'], r['test_acc_at_best_val']) for r in row['runs']])} |")
     runs_of = {name: cell_runs(out, name, seeds) for name in cells}
     for name in cells:
         for row, values in cell_values(runs_of[name]).items():
-            lines.append(f"| {name} {SEARCHED_ROWS[row]} | {cell(values)} |")
+            lines.append(f"| {name} {SEARCHED_ROWS[row]} | {cells_of(values)} |")
     runs = [run for row in baselines for run in row["runs"]]
     slope = statistics.linear_regression([r["test_acc"] for r in runs], [r["val_curve"][-1] for r in runs]).slope
     lines += ["", f"Reward strength: the hand-crafted runs' final-epoch validation accuracy moves {slope:.2f} points per "
@@ -154,7 +164,10 @@ def search_line(results: dict, evaluation: dict | None) -> str:
     if evaluation:
         accuracies |= {row["name"]: row["test_acc"] for row in evaluation["rows"]}
     loss = ", ".join(f"{key} {value:.2f}" for key, value in results["final"]["loss"].items())
-    return f"{loss}; " + ", ".join(f"{row} {100 * acc:.2f}" for row, acc in accuracies.items())
+    epochs = results["epochs"]
+    best = epochs[best_val_epoch(epochs)]
+    return (f"{loss}; " + ", ".join(f"{row} {100 * acc:.2f}" for row, acc in accuracies.items())
+            + f"; search model at its best validation epoch ({best['epoch'] + 1}/{len(epochs)}) {100 * best['test_acc']:.2f}")
 
 
 def main() -> None:

@@ -27,8 +27,9 @@ def results_without_timings(run_dir) -> dict:
 
 def assert_same_search(run_dir, reference_dir):
     assert results_without_timings(run_dir) == results_without_timings(reference_dir)
-    weights, reference = torch.load(run_dir / "model.pt"), torch.load(reference_dir / "model.pt")
-    assert all(torch.equal(weights[name], reference[name]) for name in reference)
+    for model in ("model.pt", "model_best_val.pt"):
+        weights, reference = torch.load(run_dir / model), torch.load(reference_dir / model)
+        assert all(torch.equal(weights[name], reference[name]) for name in reference)
     events = EventAccumulator(str(run_dir / "tb")).Reload()
     assert [s.step for s in events.Scalars("reward/mean")] == [0, 1, 2, 3]
 

@@ -7,7 +7,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from conftest import run_cli
+import amlfs
+from amlfs.datasets import load_data
+
+from conftest import compose_search, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +82,32 @@ def test_same_seed_same_results(tiny_run, tmp_path):
     other = run_cli(tmp_path / "other", "experiment=smoke", "seed=1")
     assert other.returncode == 0, other.stderr
     assert without_timings(json.loads((tmp_path / "other" / "results.json").read_text()))["epochs"] != first["epochs"]
+
+
+def test_the_model_of_the_best_validation_epoch_is_kept_and_evaluated(tmp_path):
+    from amlfs.api import compose_config
+    from amlfs.evaluate import execute
+
+    run_dir = tmp_path / "run"
+    result = run_cli(run_dir, "experiment=smoke", "search.epochs=4", "seed=1")
+    assert result.returncode == 0, result.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    val = [epoch["val_acc"] for epoch in results["epochs"]]
+    best = results["epochs"][val.index(max(val))]
+    assert results["final"]["best_val_epoch"] == best["epoch"] < 3  # this search peaks before its last epoch
+    assert best["test_acc"] != results["final"]["test_acc"]
+    assert f"best validation: epoch {best['epoch'] + 1} ({best['val_acc']:.4f} validation" in (run_dir / "search.log").read_text()
+    cfg = compose_config("evaluate", [f"run={run_dir}", "evaluate.rows=[search_model]", "device=cpu"])
+    row = execute(cfg, tmp_path / "evaluation")["rows"][0]
+    assert (row["test_acc"], row["test_acc_at_best_val"], row["best_val_acc"]) == (
+        results["final"]["test_acc"], best["test_acc"], best["val_acc"])
+    test = load_data(compose_search(["experiment=smoke", "seed=1"]).dataset, torch.device("cpu")).test
+    for which, expected in (("best_val", best["test_acc"]), ("final", results["final"]["test_acc"])):
+        with torch.no_grad():
+            predicted = amlfs.load_model(run_dir, which)(test.images.float() / 255).argmax(1)
+        assert (predicted == test.labels).sum().item() / len(test) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="which='best'"):
+        amlfs.load_model(run_dir, "best")
 
 
 def test_multirun_over_seeds(tmp_path):
