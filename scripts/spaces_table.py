@@ -13,7 +13,8 @@ with a cosine head, B = 4 children x 15 epochs, data split and noise fixed at se
   standard error ahead);
 - the hand-crafted losses, 3 evaluation seeds each, on the same data;
 
-two jobs at a time with one torch thread each, then prints the table (mean +- std of the final-epoch test accuracy)
+two jobs at a time with one torch thread each, then prints the table (mean +- std of the test accuracy at the final epoch and at the epoch of
+best validation accuracy)
 and, for each search, the loss at its final mu with that search's figures.
 Finished runs are kept and skipped, so the script can be stopped and started again.
 
@@ -41,7 +42,7 @@ PROTOCOLS = {
 }
 SCALE = "dataset.max_train=20000 dataset.split_seed=0 dataset.noise.seed=0 search.population=4 search.epochs=15"
 BASELINES = ["ce", "gce", "sce", "nce_rce", "mae"]
-SEARCHED_ROWS = {"search_model": "search's own final model", "schedule": "schedule replayed from scratch",
+SEARCHED_ROWS = {"search_model": "search's own model", "schedule": "schedule replayed from scratch",
                  "searched": "final mu from scratch", "take_home": "final mu or schedule, by validation (take_home, 1-SE rule)"}
 
 
