@@ -13,9 +13,9 @@ with a cosine head, B = 4 children x 15 epochs, data split and noise fixed at se
   standard error ahead);
 - the hand-crafted losses, 3 evaluation seeds each, on the same data;
 
-two jobs at a time with one torch thread each, then prints the table (mean +- std of the test accuracy at the final epoch and at the epoch of
-best validation accuracy)
-and, for each search, the loss at its final mu with that search's figures.
+two jobs at a time with one torch thread each, then prints the table (mean +- std of the test accuracy at the final
+epoch and at the epoch of best validation accuracy) and, for each search, the loss at its final mu with that search's
+figures.
 Finished runs are kept and skipped, so the script can be stopped and started again.
 
     python scripts/spaces_table.py fashion_mnist_sym40 mixture:reinforce poly:reinforce mixture:frozen
