@@ -55,10 +55,12 @@ def test_two_ranks_give_the_single_process_search(tmp_path, reference):
     results = torchrun(tmp_path / "run")
     assert_same(results, expected)
     assert results["environment"]["world_size"] == 2
-    weights, reference_weights = torch.load(tmp_path / "run" / "model.pt"), torch.load(reference_dir / "model.pt")
-    assert all(torch.equal(weights[name], reference_weights[name]) for name in reference_weights)
+    for model in ("model.pt", "model_best_val.pt"):
+        weights, reference_weights = torch.load(tmp_path / "run" / model), torch.load(reference_dir / model)
+        assert all(torch.equal(weights[name], reference_weights[name]) for name in reference_weights)
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "checkpoints", "model.pt", "results.json", "search.log", "tb"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        ".hydra", "checkpoints", "model.pt", "model_best_val.pt", "results.json", "search.log", "tb"]
     assert "epoch 3/3" in (tmp_path / "run" / "search.log").read_text()
 
 
