@@ -82,10 +82,15 @@ def retrain(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceData, los
             finite = finite and bool(ok)
             val.append(float(accuracy(model, data, data.val, train.eval_batch_size, train.autocast)))
             test.append(float(accuracy(model, data, data.test, train.eval_batch_size, train.autocast)))
+    return run_record(seed, val, test, time.perf_counter() - started, finite)
+
+
+def run_record(seed: int, val: list[float], test: list[float], seconds: float, finite: bool) -> dict:
+    """One retraining's row entry from its per-epoch accuracies; its best epoch is the first of highest validation."""
     best = max(range(len(val)), key=val.__getitem__)
     return {
         "seed": seed, "test_acc": test[-1], "best_val_acc": val[best], "test_acc_at_best_val": test[best],
-        "val_curve": val, "test_curve": test, "seconds": time.perf_counter() - started, "finite": finite,
+        "val_curve": val, "test_curve": test, "seconds": seconds, "finite": finite,
     }
 
 
@@ -127,15 +132,8 @@ def retrain_stacked(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceD
             val.append(stacked_accuracies(model, logits, params, buffers, data, data.val, train).tolist())
             test.append(stacked_accuracies(model, logits, params, buffers, data, data.test, train).tolist())
     seconds = (time.perf_counter() - started) / size
-    runs = []
-    for i, (_, seed) in enumerate(jobs):
-        val_curve, test_curve = [v[i] for v in val], [t[i] for t in test]
-        best = max(range(epochs), key=val_curve.__getitem__)
-        runs.append({
-            "seed": seed, "test_acc": test_curve[-1], "best_val_acc": val_curve[best], "test_acc_at_best_val": test_curve[best],
-            "val_curve": val_curve, "test_curve": test_curve, "seconds": seconds, "finite": bool(finite[i] & learned[i]),
-        })
-    return runs
+    return [run_record(seed, [v[i] for v in val], [t[i] for t in test], seconds, bool(finite[i] & learned[i]))
+            for i, (_, seed) in enumerate(jobs)]
 
 
 def search_model_row(search_cfg: DictConfig, run_dir: Path, results: dict, data: DeviceData, device, dtype) -> dict:
