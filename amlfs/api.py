@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from amlfs import evaluate, search
-from amlfs.config import CONFIG_DIR
+from amlfs.config import CONFIG_DIR, ConfigError
 
 log = logging.getLogger("amlfs")
 
@@ -27,6 +27,12 @@ def compose_config(config_name: str, overrides: Sequence[str] = (), config_dirs:
     `config_dirs`: folders of your own (datasets, models, experiment presets laid out like amlfs's configs/),
     searched after amlfs's own, as ``--config-dir`` / ``hydra.searchpath`` do on the command line.
     """
+    for name, value in (("overrides", overrides), ("config_dirs", config_dirs)):
+        if isinstance(value, (str, Path)):
+            raise TypeError(f"{name}={str(value)!r}: give a list, e.g. [{str(value)!r}]")
+    missing = [str(folder) for folder in config_dirs if not Path(folder).is_dir()]
+    if missing:
+        raise ConfigError(f"config_dirs={missing} is not allowed: no such folder")
     searchpath = [f"file://{Path(folder).resolve()}" for folder in config_dirs]
     extra = [f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else []
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

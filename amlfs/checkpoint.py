@@ -17,8 +17,11 @@ log = logging.getLogger("amlfs")
 
 FOLDER = "checkpoints"
 KEEP = 2
-RESULT_NEUTRAL_KEYS = ("resume", "dataset.root", "dataset.archives", "dataset.download", "log.", "distributed.")
-"""Config keys (or prefixes ending in '.') that may differ between a run and its resumption: they do not change results."""
+RESULT_NEUTRAL_KEYS = ("resume", "dataset.root", "dataset.archives", "dataset.download", "search.max_failed_epochs",
+                       "log.", "distributed.")
+"""Config keys (or prefixes ending in '.') that may differ between a run and its resumption: they do not change the
+epochs' results (``search.max_failed_epochs`` only when a failing search stops)."""
+CONTENT = ("epochs_done", "config", "controller", "population", "rng", "results", "failed_streak")
 
 
 def capture_rng() -> dict:
@@ -51,12 +54,17 @@ def save(run_dir: Path, epochs_done: int, state: dict) -> Path:
 
 
 def load_latest(run_dir: Path) -> dict | None:
-    """The newest checkpoint in `run_dir` that loads completely, or None."""
+    """The newest checkpoint in `run_dir` that loads completely and holds a search's state, or None."""
     for path in sorted((Path(run_dir) / FOLDER).glob("epoch-*.pt"), reverse=True):
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
+            state = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err:  # a damaged file: fall back to the one before
             log.warning("skipping unreadable checkpoint %s (%s)", path, err)
+            continue
+        missing = [key for key in CONTENT if not isinstance(state, dict) or key not in state]
+        if not missing:
+            return state
+        log.warning("skipping checkpoint %s: it lacks %s", path, ", ".join(missing))
     return None
 
 

@@ -182,6 +182,29 @@ def resolve_device(value) -> torch.device:
     return torch.device(value)
 
 
+def validate_dataset(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first ``dataset.*`` value a search (or an evaluation's data) cannot run with."""
+    for key in ("dataset.split_seed", "dataset.noise.seed"):
+        _integer(cfg, key, 0)
+    if _choice(cfg, "dataset.name", DATASETS) == "arrays":
+        path = _value(cfg, "dataset.path")
+        if not isinstance(path, str) or not path:
+            _fail("dataset.path", path, "give the .npz file holding train_images, train_labels, test_images, test_labels")
+        _integer(cfg, "dataset.num_classes", 2, optional=True)
+    _real(cfg, "dataset.val_fraction", 0, 1, low_open=True, high_open=True)
+    _integer(cfg, "dataset.max_train", 1, optional=True)
+    _integer(cfg, "dataset.max_test", 1, optional=True)
+    noise = _choice(cfg, "dataset.noise.kind", {"none", "symmetric", "asymmetric"})
+    rate = _real(cfg, "dataset.noise.rate", 0, 1, low_open=False, high_open=True)
+    if noise == "none" and rate > 0:
+        _fail("dataset.noise.rate", rate, "dataset.noise.kind is none; set dataset.noise.kind=symmetric or asymmetric")
+    _choice(cfg, "dataset.noise.validation", {"clean", "noisy"})
+    if noise == "asymmetric":
+        _choice(cfg, "dataset.noise_map", set(ASYMMETRIC_MAPS))
+    for key in ("dataset.download", "dataset.verify"):
+        _boolean(cfg, key)
+
+
 def validate(cfg: DictConfig) -> torch.device:
     """Raise ConfigError for the first value a search cannot run with; return the device to use."""
     space = _choice(cfg, "space.name", set(SPACES))
@@ -205,30 +228,19 @@ def validate(cfg: DictConfig) -> torch.device:
     if _value(cfg, "model.scale") is not None or space == "amlfs":
         _real(cfg, "model.scale", 0, math.inf, low_open=True, high_open=True)
     controller = _choice(cfg, "controller.name", set(CONTROLLERS))
+    if controller == "cmaes" and not searching:
+        _fail("controller.name", controller, "space=ce has no parameters to search; use controller=reinforce")
     _real(cfg, "controller.sigma", 0, math.inf, low_open=True, high_open=True)
     _boolean(cfg, "controller.learn")
     if controller == "reinforce":
         _real(cfg, "controller.sigma_final", 0, math.inf, low_open=True, high_open=True, optional=True)
         _real(cfg, "controller.lr", 0, math.inf, low_open=False, high_open=True)
-    for key in ("seed", "dataset.split_seed", "dataset.noise.seed"):
-        _integer(cfg, key, 0)
-    if _choice(cfg, "dataset.name", DATASETS) == "arrays":
-        path = _value(cfg, "dataset.path")
-        if not isinstance(path, str) or not path:
-            _fail("dataset.path", path, "give the .npz file holding train_images, train_labels, test_images, test_labels")
-        _integer(cfg, "dataset.num_classes", 2, optional=True)
-    _real(cfg, "dataset.val_fraction", 0, 1, low_open=True, high_open=True)
-    _integer(cfg, "dataset.max_train", 1, optional=True)
-    _integer(cfg, "dataset.max_test", 1, optional=True)
-    noise = _choice(cfg, "dataset.noise.kind", {"none", "symmetric", "asymmetric"})
-    _real(cfg, "dataset.noise.rate", 0, 1, low_open=False, high_open=True)
-    _choice(cfg, "dataset.noise.validation", {"clean", "noisy"})
-    if noise == "asymmetric":
-        _choice(cfg, "dataset.noise_map", set(ASYMMETRIC_MAPS))
+    _integer(cfg, "seed", 0)
+    validate_dataset(cfg)
     _choice(cfg, "search.backend", BACKENDS)
     _real(cfg, "search.max_train_loss", 0, math.inf, low_open=True, high_open=False)
     _integer(cfg, "search.max_failed_epochs", 1)
-    for key in ("resume", "train.fused_adam", "train.channels_last"):
+    for key in ("resume", "search.shared_batches", "train.fused_adam", "train.channels_last", "train.augment"):
         _boolean(cfg, key)
     _integer(cfg, "train.batch_size", 1)
     _choice(cfg, "train.dtype", {"float32", "float64"})
@@ -238,6 +250,13 @@ def validate(cfg: DictConfig) -> torch.device:
         _choice(cfg, "train.compile", COMPILE_MODES)
     _integer(cfg, "train.eval_batch_size", 1)
     _real(cfg, "train.lr", 0, math.inf, low_open=True, high_open=True)
+    betas = _value(cfg, "train.betas")
+    if not (OmegaConf.is_list(betas) and len(betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                                                  and 0 <= b < 1 for b in betas)):
+        _fail("train.betas", betas if not OmegaConf.is_config(betas) else OmegaConf.to_container(betas),
+              "use two numbers in [0, 1), e.g. [0.9,0.999]")
+    _real(cfg, "train.eps", 0, math.inf, low_open=False, high_open=True)
+    _real(cfg, "train.weight_decay", 0, math.inf, low_open=False, high_open=True)
     _integer(cfg, "log.curve_every", 1)
     _real(cfg, "distributed.timeout", 0, math.inf, low_open=True, high_open=True)
     return resolve_device(_value(cfg, "device"))

@@ -227,10 +227,13 @@ def load_npz(cfg) -> ImageArrays:
         raise DataFileError(f"dataset.path={cfg.path!r}: {problem}")
 
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files if key in NPZ_ARRAYS}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         refuse(f"cannot read it as an .npz file ({type(err).__name__}: {err})")
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        refuse("it is a single .npy array, not an .npz archive of named arrays (numpy.savez)")
+    with archive:
+        arrays = {key: archive[key] for key in archive.files if key in NPZ_ARRAYS}
     missing = [key for key in NPZ_ARRAYS if key not in arrays]
     if missing:
         refuse(f"lacks the array(s) {', '.join(missing)}; it needs {', '.join(NPZ_ARRAYS)}")
@@ -238,6 +241,8 @@ def load_npz(cfg) -> ImageArrays:
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
             refuse(f"{split}_images is {images.dtype} with shape {images.shape}; use uint8 images (0-255), N x C x H x W or N x H x W")
+        if len(images) == 0:
+            refuse(f"{split}_images holds no images")
         if images.ndim == 3:
             arrays[f"{split}_images"] = images[:, None]
         if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (len(images),):
@@ -271,10 +276,16 @@ def normalisation(cfg, images: np.ndarray) -> tuple[list[float], list[float]]:
     channels = images.shape[1]
     if cfg.get("mean") is None or cfg.get("std") is None:
         pixels = images.transpose(1, 0, 2, 3).reshape(channels, -1) / 255.0
-        return pixels.mean(1).tolist(), pixels.std(1).tolist()
+        mean, std = pixels.mean(1).tolist(), pixels.std(1).tolist()
+        if min(std) < 1e-6:
+            raise ConfigError(f"dataset.std=null is not allowed: a channel of the training images is constant (measured "
+                              f"std {std}); give dataset.mean and dataset.std")
+        return mean, std
     mean, std = list(cfg.mean), list(cfg.std)
     if len(mean) != channels or len(std) != channels:
         raise ConfigError(f"dataset.mean={mean} is not allowed: mean and std need one entry per channel ({channels}), std={std}")
+    if not all(isinstance(value, (int, float)) and value > 0 for value in std):
+        raise ConfigError(f"dataset.std={std} is not allowed: use positive numbers")
     return mean, std
 
 

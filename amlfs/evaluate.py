@@ -23,12 +23,12 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from amlfs import atomic
-from amlfs.config import BACKENDS, CONFIG_DIR, ConfigError, resolve_device, with_defaults
+from amlfs.config import BACKENDS, CONFIG_DIR, ConfigError, resolve_device, validate_dataset, with_defaults
 from amlfs.data import DeviceData, epoch_stream
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
 from amlfs.losses import BASELINES, SearchedLoss, schedule_thetas
-from amlfs.models import MODEL_FILES, build_model
+from amlfs.models import MODEL_FILES, build_model, read_weights
 from amlfs.plots import probability_curves
 from amlfs.population import resolve_backend, stacked_accuracies, stacked_forward
 from amlfs.progress import progress, steps_per_epoch
@@ -144,8 +144,12 @@ def search_model_row(search_cfg: DictConfig, run_dir: Path, results: dict, data:
     def accuracies(file: str) -> tuple[float, float] | tuple[None, None]:
         if not (run_dir / file).exists():
             return None, None
+        try:
+            state = read_weights(run_dir / file)
+        except ValueError as err:
+            raise ConfigError(f"evaluate.rows=[...,search_model] is not allowed: {err}") from None
         model = build_model(search_cfg.model, data.image_shape, data.num_classes).to(device, dtype)
-        model.load_state_dict(torch.load(run_dir / file, map_location=device))
+        model.load_state_dict(state)
         return float(accuracy(model, data, data.val, batch)), float(accuracy(model, data, data.test, batch))
 
     final_val, final_test = accuracies(MODEL_FILES["final"])
@@ -237,7 +241,14 @@ def loss_values(losses: list[torch.nn.Module], num_classes: int, p: torch.Tensor
 
 
 def execute(cfg: DictConfig, out_dir: Path) -> dict:
+    if OmegaConf.is_missing(cfg, "run"):
+        raise ConfigError("run is missing: name the search run dir, e.g. amlfs-evaluate run=runs/<date>/<time>")
     run_dir, results = load_search(cfg.run)
+    if Path(out_dir).resolve() == run_dir.resolve():
+        raise ConfigError(f"hydra.run.dir={out_dir} is not allowed: it is the search's run dir; give the evaluation its own")
+    if not OmegaConf.is_list(cfg.evaluate.rows) or not cfg.evaluate.rows:
+        raise ConfigError(f"evaluate.rows={cfg.evaluate.rows!r} is not allowed: give a list of rows, e.g. "
+                          f"\"evaluate.rows=[searched,ce]\"")
     unknown = [r for r in cfg.evaluate.rows if r not in BASELINES and r not in SEARCH_ROWS]
     if unknown:
         raise ConfigError(f"evaluate.rows={list(cfg.evaluate.rows)} is not allowed: unknown {unknown}; choose from {sorted(BASELINES) + list(SEARCH_ROWS)}")
@@ -249,6 +260,10 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
             raise ConfigError(f"evaluate.{key}={value!r} is not allowed: use an integer >= {minimum}")
     search_cfg = with_defaults(results["config"])
     search_cfg.dataset = OmegaConf.merge(search_cfg.dataset, cfg.evaluate.dataset)
+    try:
+        validate_dataset(search_cfg)
+    except ConfigError as err:
+        raise ConfigError(f"evaluate.{err}") from None
     device = resolve_device(cfg.device)
     dtype = getattr(torch, search_cfg.train.dtype)
     data = load_data(search_cfg.dataset, device, augment=search_cfg.train.augment, dtype=dtype,
@@ -259,6 +274,7 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
             raise ConfigError(f"evaluate.baseline_head={cfg.evaluate.baseline_head!r} is not allowed: model "
                               f"{search_cfg.model.name!r} has no head key; use evaluate.baseline_head=same")
         baseline_model.head = cfg.evaluate.baseline_head
+    own_model = search_model_row(search_cfg, run_dir, results, data, device, dtype) if "search_model" in cfg.evaluate.rows else None
     writer = SummaryWriter(str(out_dir / "tb"))
     p = torch.linspace(1e-3, 1, 400, dtype=torch.float64)
     seeds = range(cfg.evaluate.first_seed, cfg.evaluate.first_seed + cfg.evaluate.seeds)
@@ -274,7 +290,7 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
     rows, curves = [], {}
     for name in cfg.evaluate.rows:
         if name == "search_model":
-            runs = [search_model_row(search_cfg, run_dir, results, data, device, dtype)]
+            runs = [own_model]
         else:
             runs = []
             for seed in seeds:

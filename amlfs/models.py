@@ -180,6 +180,30 @@ def check_cosine_head(model: nn.Module, cfg) -> None:
         )
 
 
+def check_fits(model: nn.Module, images: torch.Tensor, num_classes: int, cfg) -> None:
+    """The model can train on the data: it has trainable parameters and maps `images` (a few normalised training
+    images) to logits [N, num_classes]. Probed in eval mode, so batch-norm statistics stay as they were."""
+    name = f"model._target_={cfg._target_!r}"
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise ModelError(f"{name} is not allowed: the model has no trainable parameters")
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(images)
+    except Exception as err:  # the user's forward may fail in any way on images of the wrong size
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ModelError(f"{name} is not allowed: it fails on the data's {tuple(images.shape[1:])} images "
+                         f"({type(err).__name__}: {reason})") from None
+    finally:
+        model.train(training)
+    expected = (len(images), num_classes)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
+        found = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ModelError(f"{name} is not allowed: it returns {found} for {len(images)} images; it must return logits "
+                         f"of shape {expected} ({num_classes} classes)")
+
+
 MODEL_FILES = {"best_val": "model_best_val.pt", "final": "model.pt"}
 """The search's own models in its run dir: the broadcast model of the epoch with the highest validation accuracy
 (the earliest such epoch; early stopping on the reward split) and the last epoch's."""
@@ -198,6 +222,16 @@ class Normalised(nn.Module):
         return self.model((images - self.mean) / self.std)
 
 
+def read_weights(path: Path) -> dict:
+    """A model file's state dict; ValueError naming the file when it is missing or damaged."""
+    try:
+        return torch.load(path, map_location="cpu")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such model file (a search of an older amlfs, or unfinished?)") from None
+    except Exception as err:  # a truncated or foreign file fails inside torch's zip or pickle reader
+        raise ValueError(f"{path}: not a readable model file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+
+
 def load_model(run_dir: str | Path, which: str = "best_val") -> Normalised:
     """The model a finished search trained, in eval mode on the CPU: `which` = "best_val" (its best validation
     epoch) or "final". It takes images in [0, 1] of shape [N, C, H, W] and returns logits; it is built from the
@@ -208,9 +242,9 @@ def load_model(run_dir: str | Path, which: str = "best_val") -> Normalised:
     weights = run_dir / MODEL_FILES[which]
     try:
         results = json.loads((run_dir / "results.json").read_text())
-        state = torch.load(weights, map_location="cpu")
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{run_dir}: no finished search with {weights.name} ({err})") from None
+        raise ValueError(f"{run_dir}: no readable results.json ({err})") from None
+    state = read_weights(weights)
     data = results["data"]
     model = build_model(with_defaults(results["config"]).model, data["image_shape"], data["num_classes"])
     model.load_state_dict(state)

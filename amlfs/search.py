@@ -6,6 +6,7 @@
 import json
 import logging
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from amlfs.config import CONFIG_DIR, ConfigError, validate, with_defaults
 from amlfs.controllers import build_controller
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
-from amlfs.models import MODEL_FILES, build_model, check_cosine_head
+from amlfs.models import MODEL_FILES, build_model, check_cosine_head, check_fits
 from amlfs.population import make_population, resolve_backend
 from amlfs.recorder import Recorder
 from amlfs.seeding import derive_seed
@@ -34,18 +35,31 @@ class SearchStopped(RuntimeError):
     """Too many epochs in a row in which every child failed."""
 
 
+def holds_search(run_dir: Path) -> bool:
+    """Whether `run_dir` holds (the start of) a search: its results.json or checkpoint files."""
+    return (run_dir / "results.json").exists() or any((run_dir / checkpoint.FOLDER).glob("epoch-*.pt"))
+
+
 def resumable(run_dir: Path, config: dict, epochs: int) -> tuple[dict | None, dict | None]:
     """The newest checkpoint in `run_dir`, refused when its config differs from `config` in anything that changes
-    results; and the finished results when the run has done all its epochs already."""
+    results; and the finished results when the run has done all its epochs already (a damaged results.json is
+    written again from the last checkpoint)."""
     saved = checkpoint.load_latest(run_dir)
     if not saved:
+        if holds_search(run_dir):
+            raise ConfigError(f"resume=true is not allowed: {run_dir} holds a search but no checkpoint in "
+                              f"{run_dir / checkpoint.FOLDER} can be read; start a new run in another dir")
         return None, None
     for record in (saved, saved["results"]):  # written by an older amlfs: fill in keys added since
         record["config"] = OmegaConf.to_container(with_defaults(record["config"]))
     checkpoint.check_resumable(saved["config"], config)
     results_file = run_dir / "results.json"
     if saved["epochs_done"] == epochs and results_file.exists():
-        results = json.loads(results_file.read_text())
+        try:
+            results = json.loads(results_file.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            log.warning("%s cannot be read (%s): writing it again from the last checkpoint", results_file, err)
+            return saved, None
         if results.get("final"):
             return saved, results
     return saved, None
@@ -83,6 +97,9 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
     distributed.quiet_other_ranks(world)
     config = OmegaConf.to_container(cfg, resolve=True)
     resume = cfg.resume or world.launched  # torchrun restarts workers in the same run dir: they continue by themselves
+    if not resume and holds_search(run_dir):
+        raise ConfigError(f"hydra.run.dir={run_dir} is not allowed: it holds a search already; continue it with "
+                          f"resume=true or choose another dir")
     saved, finished = distributed.on_rank_zero(world, lambda: resumable(run_dir, config, cfg.search.epochs) if resume else (None, None))
     if finished:
         log.info("%s finished all %d epochs already: nothing to resume", run_dir, cfg.search.epochs)
@@ -94,6 +111,7 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
     space = space_of(cfg)
     torch.manual_seed(derive_seed(cfg.seed, "model"))
     model = build_model(cfg.model, data.image_shape, data.num_classes).to(device, dtype, memory_format=layout)
+    check_fits(model, data.normalise(data.train.images[:2]), data.num_classes, cfg.model)
     if space.needs_cosine_head:
         check_cosine_head(model, cfg.model)
     controller = build_controller(cfg.controller, space.identity(), cfg.search.epochs, population_size,
@@ -160,7 +178,8 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
         if failed_streak >= cfg.search.max_failed_epochs:
             raise SearchStopped(
                 f"every child failed in {failed_streak} epochs in a row (last: epoch {epoch + 1}); the broadcast model "
-                f"is unchanged since then and checkpointed in {run_dir / checkpoint.FOLDER}: lower controller.sigma or train.lr"
+                f"is unchanged since then and checkpointed in {run_dir / checkpoint.FOLDER}: start a new run with a lower "
+                f"controller.sigma or train.lr, or resume=true with a larger search.max_failed_epochs"
             )
 
     if not world.main:
@@ -208,7 +227,7 @@ def summary(run_dir: Path, results: dict) -> list[str]:
 def resume_command(run_dir: Path) -> str:
     """The command line that continues the current Hydra job in `run_dir`."""
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("hydra.run.dir=", "resume="))]
-    return " ".join(["python -m amlfs.search", *overrides, f"hydra.run.dir={run_dir}", "resume=true"])
+    return shlex.join(["python", "-m", "amlfs.search", *overrides, f"hydra.run.dir={run_dir}", "resume=true"])
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="search")

@@ -118,6 +118,15 @@ def test_every_experiment_composes_and_validates(name):
         (["train.compile=fast"], "train.compile"),
         (["device=tpu"], "device"),
         (["device=cuda:7"], "device"),
+        (["train.augment=no"], "train.augment"),
+        (["search.shared_batches=off"], "search.shared_batches"),
+        (["dataset.download=no"], "dataset.download"),
+        (["dataset.noise.rate=0.4"], "dataset.noise.rate"),
+        (["train.eps=-1"], "train.eps"),
+        (["train.weight_decay=-1"], "train.weight_decay"),
+        (["train.betas=[2,3]"], "train.betas"),
+        (["train.betas=abc"], "train.betas"),
+        (["space=ce", "controller=cmaes"], "controller.name"),
     ],
 )
 def test_bad_values_name_their_key(overrides, key):

@@ -2,6 +2,9 @@
 
 import json
 
+import pytest
+
+from amlfs.config import ConfigError
 from conftest import run_cli
 
 ROWS = ["searched", "schedule", "ce", "label_smoothing", "focal", "gce", "sce", "nce_rce", "poly1", "mae", "search_model"]
@@ -60,6 +63,30 @@ def test_take_home_is_the_final_mu_unless_the_schedule_is_more_than_one_standard
 def test_evaluate_refuses_a_missing_run(tmp_path):
     result = run_cli(tmp_path / "evaluation", f"run={tmp_path / 'nothing'}", module="amlfs.evaluate")
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "results.json" in result.stderr
+
+
+def test_evaluate_refuses_bad_rows_data_and_model_files_before_training(tmp_path):
+    from amlfs.api import compose_config
+    from amlfs.evaluate import execute
+    from amlfs.search import execute as search
+
+    search_dir = tmp_path / "search"
+    search(compose_config("search", ["experiment=smoke", "device=cpu", "search.epochs=1"]), search_dir)
+    (search_dir / "model_best_val.pt").write_bytes((search_dir / "model_best_val.pt").read_bytes()[:300])
+    for overrides, message in (
+        ([], "^run is missing"),
+        (["evaluate.rows=ce"], "^evaluate.rows='ce' is not allowed: give a list"),
+        (["evaluate.rows=[]"], r"^evaluate.rows=\[\] is not allowed"),
+        (["+evaluate.dataset.max_train=abc"], "^evaluate.dataset.max_train='abc' is not allowed"),
+        (["+evaluate.dataset.noise.rate=5"], "^evaluate.dataset.noise.rate=5 is not allowed"),
+        (["evaluate.rows=[ce,search_model]"], "model_best_val.pt: not a readable model file"),
+    ):
+        run = [f"run={search_dir}"] if overrides else []
+        with pytest.raises(ConfigError, match=message):
+            execute(compose_config("evaluate", ["device=cpu", *run, *overrides]), tmp_path / "out")
+        assert not (tmp_path / "out" / "tb").exists()
+    with pytest.raises(ConfigError, match="is not allowed: it is the search's run dir"):
+        execute(compose_config("evaluate", ["device=cpu", f"run={search_dir}"]), search_dir)
 
 
 def test_vectorized_evaluation_retrains_exactly_as_one_by_one(tmp_path):

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import amlfs
 from amlfs.config import ConfigError
-from amlfs.datasets import load_npz
+from amlfs.datasets import load_npz, normalisation
 from amlfs.environment import describe
 from amlfs.idx import DataFileError
 
@@ -101,6 +101,12 @@ def test_python_composes_a_user_config_folder_too(user_configs):
 
     cfg = compose_config("search", ["experiment=mine", "seed=3"], config_dirs=[user_configs])
     assert cfg.model._target_ == "user_models.small_net" and cfg.space.name == "mixture" and cfg.seed == 3
+    with pytest.raises(TypeError, match=r"overrides='space=mixture': give a list, e.g. \['space=mixture'\]"):
+        compose_config("search", "space=mixture")
+    with pytest.raises(TypeError, match="config_dirs="):
+        compose_config("search", [], config_dirs=user_configs)
+    with pytest.raises(ConfigError, match="config_dirs=.* is not allowed: no such folder"):
+        compose_config("search", [], config_dirs=[user_configs / "nothing"])
 
 
 def write_npz(path: Path, channels=3, classes=4, **replace) -> Path:
@@ -168,6 +174,11 @@ def test_own_model_and_data_from_python_leave_no_hydra_state(tmp_path, monkeypat
     (["space=amlfs", "model._target_=user_models.linear_net", "~model.width", "+model.scale=10"],
      "is not allowed with space=amlfs, which transforms cosine logits"),
     (["seed=abc"], "seed='abc' is not allowed"),
+    (["model._target_=user_models.three_logits", "~model.width"],
+     "it returns (2, 3) for 2 images; it must return logits of shape (2, 4)"),
+    (["model._target_=user_models.frozen_net", "~model.width"], "the model has no trainable parameters"),
+    (["model._target_=user_models.fixed_input_net", "~model.width"],
+     "it fails on the data's (3, 12, 12) images (RuntimeError: mat1 and mat2 shapes cannot be multiplied"),
 ])
 def test_bad_own_model_or_data_gives_one_line(tmp_path, overrides, message):
     npz = write_npz(tmp_path / "mine.npz")
@@ -183,6 +194,8 @@ def test_bad_own_model_or_data_gives_one_line(tmp_path, overrides, message):
     ({"test_labels": np.arange(59) % 4}, "test_labels is int64 with shape (59,)"),
     ({"test_images": np.zeros((60, 3, 10, 10), dtype=np.uint8)}, "they must match"),
     ({"train_labels": np.arange(240) % 4 - 1}, "labels range over [-1, 3]"),
+    ({"test_images": np.zeros((0, 3, 12, 12), dtype=np.uint8), "test_labels": np.zeros(0, dtype=np.int64)},
+     "test_images holds no images"),
 ])
 def test_bad_arrays_give_one_line(tmp_path, replace, message):
     """The loader's message (the command line prints it as it is: see the missing-file case above)."""
@@ -191,6 +204,31 @@ def test_bad_arrays_give_one_line(tmp_path, replace, message):
         load_npz(OmegaConf.create({"path": str(npz), "num_classes": None}))
     assert str(refused.value).startswith(f"dataset.path='{npz}': ") and message in str(refused.value)
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "cannot read it as an .npz file"),
+    (None, "it is a single .npy array, not an .npz archive"),
+])
+def test_a_file_that_is_not_an_npz_archive_is_refused(tmp_path, content, message):
+    path = tmp_path / "mine.npz"
+    if content is None:
+        with path.open("wb") as file:
+            np.save(file, np.zeros(3))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(DataFileError) as refused:
+        load_npz(OmegaConf.create({"path": str(path), "num_classes": None}))
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_zero_std_is_refused():
+    images = np.full((5, 2, 4, 4), 7, dtype=np.uint8)
+    images[:, 1] = np.arange(5)[:, None, None]
+    with pytest.raises(ConfigError, match=r"^dataset.std=null is not allowed: a channel of the training images is constant"):
+        normalisation(OmegaConf.create({"mean": None, "std": None}), images)
+    with pytest.raises(ConfigError, match=r"^dataset.std=\[0.5, 0\] is not allowed"):
+        normalisation(OmegaConf.create({"mean": [0.5, 0.5], "std": [0.5, 0]}), images)
 
 
 def test_labels_beyond_the_declared_classes_are_refused(tmp_path):

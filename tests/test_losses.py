@@ -1,6 +1,7 @@
 """Hand-crafted losses against their formulas, and the exported searched loss."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -111,6 +112,23 @@ def test_load_loss_refuses_what_is_not_a_finished_run(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"epochs": [], "final": None}))
     with pytest.raises(ValueError, match="unfinished"):
         amlfs.load_loss(tmp_path)
+
+
+def test_load_loss_refuses_a_bad_which_and_a_theta_of_another_space(finished_run):
+    for which in ("val_acc", "loss", "final"):
+        with pytest.raises(ValueError, match=f"which='{which}': choose mu or best_theta"):
+            amlfs.load_loss(finished_run, which=which)
+    with pytest.raises(ValueError, match="theta has 3 values; space 'mixture' takes 5"):
+        SearchedLoss(build_space("mixture"), torch.zeros(3))
+
+
+def test_load_model_refuses_a_damaged_model_file(finished_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    (run_dir / "model_best_val.pt").write_bytes((run_dir / "model_best_val.pt").read_bytes()[:300])
+    with pytest.raises(ValueError, match="model_best_val.pt: not a readable model file"):
+        amlfs.load_model(run_dir)
+    assert amlfs.load_model(run_dir, which="final")(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_exported_loss_in_a_plain_training_loop(finished_run):

@@ -1,6 +1,7 @@
 """Reliability: kill and resume bit-identically, contained child failures, one-line errors, Ctrl-C."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from amlfs.config import ConfigError
 from amlfs.search import SearchStopped, execute, judge
 from amlfs.spaces import LossSpace
 
@@ -169,6 +171,44 @@ def test_a_run_checkpointed_before_newer_keys_existed_resumes(tmp_path, uninterr
     assert_same_search(run_dir, uninterrupted)
 
 
+def copy_of(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def test_a_run_dir_holding_a_search_is_not_overwritten_without_resume(tmp_path, uninterrupted):
+    run_dir = copy_of(uninterrupted, tmp_path)
+    before = (run_dir / "results.json").read_bytes()
+    with pytest.raises(ConfigError, match="holds a search already; continue it with resume=true"):
+        execute(compose_search([*RUN, "device=cpu", "seed=5"]), run_dir)
+    assert (run_dir / "results.json").read_bytes() == before
+
+
+def test_resume_refuses_a_run_none_of_whose_checkpoints_can_be_read(tmp_path, uninterrupted):
+    run_dir = copy_of(uninterrupted, tmp_path)
+    before = (run_dir / "results.json").read_bytes()
+    for path in (run_dir / "checkpoints").glob("*.pt"):
+        path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ConfigError, match="no checkpoint in .* can be read"):
+        execute(compose_search([*RUN, "device=cpu", "resume=true"]), run_dir)
+    assert (run_dir / "results.json").read_bytes() == before
+
+
+def test_resume_writes_a_damaged_results_json_again(tmp_path, uninterrupted):
+    run_dir = copy_of(uninterrupted, tmp_path)
+    (run_dir / "results.json").write_text((run_dir / "results.json").read_text()[:200])
+    execute(compose_search([*RUN, "device=cpu", "resume=true"]), run_dir)
+    assert_same_search(run_dir, uninterrupted)
+
+
+def test_resume_skips_a_checkpoint_that_is_not_a_search_state(tmp_path, uninterrupted):
+    run_dir = copy_of(uninterrupted, tmp_path)
+    torch.save({"hello": 1}, run_dir / "checkpoints" / "epoch-00004.pt")
+    execute(compose_search([*RUN, "device=cpu", "resume=true"]), run_dir)
+    assert_same_search(run_dir, uninterrupted)
+
+
 def test_judge_gives_failed_children_the_worst_reward_and_never_picks_them():
     rewards = torch.tensor([0.9, 0.5, 0.7, 0.95], dtype=torch.float64)
     failed = torch.tensor([False, False, False, True])
@@ -220,7 +260,7 @@ def test_search_stops_after_failed_epochs_with_a_usable_checkpoint(tmp_path, mon
         execute(compose_search(overrides), tmp_path)
     assert [e["best"] for e in json.loads((tmp_path / "results.json").read_text())["epochs"]] == [None, None]
     monkeypatch.undo()
-    results = execute(compose_search(overrides + ["resume=true"]), tmp_path)
+    results = execute(compose_search(overrides + ["search.max_failed_epochs=3", "resume=true"]), tmp_path)
     assert len(results["epochs"]) == 5 and results["epochs"][2]["best"] is not None
 
 

@@ -27,3 +27,18 @@ def not_a_model(image_shape, num_classes):
 def linear_net(image_shape, num_classes, scale):
     """Takes a scale but ends in a linear layer: not a model for space=amlfs."""
     return small_net(image_shape, num_classes)
+
+
+def three_logits(image_shape, num_classes):
+    """Returns logits for 3 classes whatever the data has."""
+    return small_net(image_shape, 3)
+
+
+def frozen_net(image_shape, num_classes):
+    """Nothing to train."""
+    return small_net(image_shape, num_classes).requires_grad_(False)
+
+
+def fixed_input_net(image_shape, num_classes):
+    """Built for 17 input values, whatever the images are."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(17, num_classes))

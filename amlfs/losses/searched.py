@@ -23,6 +23,8 @@ class SearchedLoss(nn.Module):
         super().__init__()
         self.space = space
         self.reduction = reductions.check(reduction)
+        if theta.numel() != space.dim:
+            raise ValueError(f"theta has {theta.numel()} values; space {space.name!r} takes {space.dim}")
         self.register_buffer("theta", theta.detach().clone().reshape(1, -1))
 
     @property
@@ -59,6 +61,8 @@ def load_loss(run_dir: str | Path, reduction: str = "mean", which: str = "mu") -
 
     Needs only the run's results.json; no Hydra, no config files.
     """
+    if which not in ("mu", "best_theta"):
+        raise ValueError(f"which={which!r}: choose mu or best_theta")
     results, space = _finished_search(run_dir, which)
     return SearchedLoss(space, torch.tensor(results["final"][which], dtype=torch.float64), reduction)
 
