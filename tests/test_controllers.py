@@ -41,7 +41,7 @@ def test_mu_stays_put_when_learning_is_off(name):
         samples = controller.sample(POPULATION)
         controller.update(samples, synthetic_reward(samples))
     assert torch.equal(controller.mu.detach(), torch.zeros(DIM, dtype=torch.float64))
-    assert controller.sigma == 0.2
+    assert controller.sigma == compose_search([f"controller={name}"]).controller.sigma
 
 
 def through_a_checkpoint(state: dict) -> dict:
@@ -79,12 +79,13 @@ def test_seeded_samples_repeat_and_state_round_trips(name):
 
 def test_cmaes_starts_at_the_identity_with_sigma_and_ignores_a_flat_epoch():
     init = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.7], dtype=torch.float64)
+    sigma = compose_search(["controller=cmaes"]).controller.sigma
     controller = make("cmaes", init=init)
     samples = controller.sample(POPULATION)
     assert samples.shape == (POPULATION, DIM) and samples.dtype == torch.float64
-    assert (samples - init).std().item() == pytest.approx(0.2, rel=0.35)
+    assert (samples - init).std().item() == pytest.approx(sigma, rel=0.35)
     controller.update(samples, torch.full((POPULATION,), 0.5, dtype=torch.float64))
-    assert torch.equal(controller.mu, init) and controller.sigma == 0.2 and controller.steps == 1
+    assert torch.equal(controller.mu, init) and controller.sigma == sigma and controller.steps == 1
 
 
 def test_cmaes_asks_exactly_its_population():
@@ -101,4 +102,4 @@ def test_recentre_moves_the_centre_the_next_samples_come_from(name):
     sigma = controller.sigma
     controller.recentre(lambda mu: mu.clamp(min=3.0))
     assert torch.equal(controller.mu.detach(), torch.full((DIM,), 3.0, dtype=torch.float64)) and controller.sigma == sigma
-    assert (controller.sample(POPULATION).mean(0) - 3.0).abs().max() < 0.5
+    assert (controller.sample(POPULATION).mean(0) - 3.0).abs().max() < 2.5 * sigma
