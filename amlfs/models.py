@@ -163,7 +163,7 @@ def build_model(cfg, image_shape: tuple[int, int, int], num_classes: int) -> nn.
     try:
         model = instantiate(kwargs, image_shape=tuple(image_shape), num_classes=num_classes)
     except InstantiationException as err:
-        reason = str(err.__cause__ or err).strip().splitlines()[0]
+        reason = " ".join(line.strip() for line in str(err.__cause__ or err).splitlines() if line.strip())[:300]
         raise ModelError(f"model._target_={kwargs['_target_']!r} could not build a model ({reason})") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"model._target_={kwargs['_target_']!r} returned {type(model).__name__}, not a torch.nn.Module")

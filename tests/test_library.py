@@ -222,6 +222,15 @@ def test_a_file_that_is_not_an_npz_archive_is_refused(tmp_path, content, message
     assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
+def test_a_model_that_can_no_longer_be_imported_says_why(tmp_path, monkeypatch):
+    from amlfs.models import ModelError, build_model
+
+    (tmp_path / "moved_nets.py").write_text("import a_dependency_not_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModelError, match="could not build a model .*No module named 'a_dependency_not_installed'"):
+        build_model(OmegaConf.create({"_target_": "moved_nets.make_net"}), (1, 28, 28), 10)
+
+
 def test_a_zero_std_is_refused():
     images = np.full((5, 2, 4, 4), 7, dtype=np.uint8)
     images[:, 1] = np.arange(5)[:, None, None]
