@@ -3,9 +3,13 @@
 import importlib
 import math
 import re
+import sys
 from pathlib import Path
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -49,6 +53,33 @@ GROUPS = ("dataset", "model", "space", "controller")
 
 class ConfigError(ValueError):
     """A config value that a search cannot run with."""
+
+
+FAILED_JOBS: list[tuple[int, str]] = []
+"""(exit code, job) of the jobs of this process's multirun sweep that failed, for `SweepReport`."""
+
+
+def fail_job(code: int, message: str, say: bool = True) -> None:
+    """End a command-line job that failed: print ``amlfs: <message>`` (when `say`) and exit with `code`; in a
+    multirun sweep only note it and return, so that the remaining jobs run (`SweepReport` exits at the end)."""
+    if say:
+        print(f"amlfs: {message}", file=sys.stderr)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        FAILED_JOBS.append((code, f"#{hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)})"))
+        return
+    sys.exit(code)
+
+
+class SweepReport(Callback):
+    """Hydra callback (``hydra.callbacks``): after a multirun sweep in which jobs failed, one line naming them, and
+    the exit code of the first."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if FAILED_JOBS:
+            jobs = ", ".join(job for _, job in FAILED_JOBS)
+            print(f"amlfs: {len(FAILED_JOBS)} job(s) of the sweep failed, each said why above: {jobs}", file=sys.stderr)
+            sys.exit(FAILED_JOBS[0][0])
 
 
 def flatten(config: dict, prefix: str = "") -> dict:

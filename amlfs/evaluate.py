@@ -10,7 +10,6 @@ import json
 import logging
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from amlfs import atomic
-from amlfs.config import BACKENDS, CONFIG_DIR, ConfigError, resolve_device, validate_dataset, with_defaults
+from amlfs.config import BACKENDS, CONFIG_DIR, ConfigError, fail_job, resolve_device, validate_dataset, with_defaults
 from amlfs.data import DeviceData, epoch_stream
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
@@ -325,8 +324,8 @@ def main(cfg: DictConfig) -> None:
     try:
         evaluation = execute(cfg, out_dir)
     except (ConfigError, DataFileError) as err:
-        print(f"amlfs: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail_job(2, str(err))
+        return None
     log.info("wrote %s and %s", out_dir / "evaluation.json", out_dir / "evaluation.md")
     print((out_dir / "evaluation.md").read_text())
     return evaluation

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from amlfs import atomic, checkpoint, distributed, environment
-from amlfs.config import CONFIG_DIR, ConfigError, validate, with_defaults
+from amlfs.config import CONFIG_DIR, ConfigError, fail_job, validate, with_defaults
 from amlfs.controllers import build_controller
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
@@ -236,16 +236,12 @@ def main(cfg: DictConfig) -> None:
     try:
         execute(cfg, run_dir)
     except (ConfigError, DataFileError) as err:
-        if distributed.rank() == 0:  # every rank finds the same error: one says it
-            print(f"amlfs: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail_job(2, str(err), say=distributed.rank() == 0)  # every rank finds the same error: one says it
     except torch._dynamo.exc.BackendCompilerFailed as err:
         reason = str(err).strip().splitlines()[0]
-        print(f"amlfs: train.compile={cfg.train.compile} failed on this machine ({reason}); run with train.compile=null", file=sys.stderr)
-        sys.exit(2)
+        fail_job(2, f"train.compile={cfg.train.compile} failed on this machine ({reason}); run with train.compile=null")
     except SearchStopped as err:
-        print(f"amlfs: search stopped: {err}", file=sys.stderr)
-        sys.exit(3)
+        fail_job(3, f"search stopped: {err}")
     except KeyboardInterrupt:
         print(f"amlfs: interrupted; completed epochs are checkpointed. Resume with: {resume_command(run_dir)}", file=sys.stderr)
         sys.exit(130)

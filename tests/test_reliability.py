@@ -264,6 +264,17 @@ def test_search_stops_after_failed_epochs_with_a_usable_checkpoint(tmp_path, mon
     assert len(results["epochs"]) == 5 and results["epochs"][2]["best"] is not None
 
 
+def test_a_failing_job_does_not_end_a_multirun_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(tmp_path / "unused", "experiment=smoke", "search.population=0,2", f"hydra.sweep.dir={sweep}",
+                     flags=("--multirun",))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "amlfs: search.population=0 is not allowed" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "amlfs: 1 job(s) of the sweep failed, each said why above: #0 (device=cpu experiment=smoke search.population=0)")
+    assert json.loads((sweep / "1" / "results.json").read_text())["final"] is not None
+
+
 @pytest.mark.parametrize("override,key", [  # every key's check is tested in-process (test_config.py)
     ("search.population=1", "search.population"),
     ("model.head=linear", "model.head"),
