@@ -62,9 +62,14 @@ def logging_to(log_file: Path) -> Iterator[None]:
 
 
 def _prepared(run_dir: str | Path | None, default_parent: str, cfg: DictConfig, overrides: Sequence[str]) -> Path:
-    """The run dir (runs/<date>/<time> like the command line when None), with the composed config in .hydra/."""
+    """The run dir (runs/<date>/<time> like the command line when None, with -1, -2, ... when that is taken), with
+    the composed config in .hydra/."""
     if run_dir is None:
-        run_dir = Path(default_parent) / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+        stamp = Path(default_parent) / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+        run_dir, taken = stamp, 0
+        while run_dir.exists():
+            taken += 1
+            run_dir = stamp.with_name(f"{stamp.name}-{taken}")
     run_dir = Path(run_dir)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")

@@ -246,6 +246,16 @@ def test_labels_beyond_the_declared_classes_are_refused(tmp_path):
         load_npz(OmegaConf.create({"path": str(npz), "num_classes": 3}))
 
 
+def test_python_runs_without_a_run_dir_get_one_each(tmp_path, monkeypatch):
+    from amlfs.api import _prepared, compose_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_config("search", ["experiment=smoke"])
+    first, second = _prepared(None, "runs", cfg, []), _prepared(None, "runs", cfg, [])
+    assert first != second and first.parent == second.parent == Path("runs") / first.parent.name
+    assert {first.name, second.name} <= {path.name for path in first.parent.iterdir()}
+
+
 def test_python_entry_point_raises_the_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"^search.epochs=0 is not allowed"):
         amlfs.run_search(["search.epochs=0", "device=cpu"], run_dir=tmp_path / "run")
