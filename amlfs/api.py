@@ -84,6 +84,8 @@ def run_search(overrides: Sequence[str] = (), run_dir: str | Path | None = None,
     the run in `run_dir`.
     """
     cfg = compose_config("search", overrides, config_dirs)
+    if run_dir is not None and not cfg.resume:  # before _prepared writes the composed config into it
+        search.check_fresh(Path(run_dir), "run_dir")
     run_dir = _prepared(run_dir, "runs", cfg, overrides)
     with logging_to(run_dir / "search.log"):
         return search.execute(cfg, run_dir)
@@ -93,6 +95,8 @@ def run_evaluation(run: str | Path, overrides: Sequence[str] = (), out_dir: str 
     """Retrain and compare what the search in `run` found (see ``amlfs-evaluate --help``); returns evaluation.json's content."""
     overrides = [f"run={Path(run).resolve()}", *overrides]
     cfg = compose_config("evaluate", overrides)
+    if out_dir is not None:
+        evaluate.check_fresh(Path(out_dir), "out_dir")
     out_dir = _prepared(out_dir, "runs/evaluate", cfg, overrides)
     with logging_to(out_dir / "evaluate.log"):
         return evaluate.execute(cfg, out_dir)

@@ -1,6 +1,7 @@
 """Checks on a composed search config, run before any work starts; each failure is one line naming the key."""
 
 import importlib
+import itertools
 import math
 import re
 import sys
@@ -34,10 +35,30 @@ def _config_dir() -> Path:
 CONFIG_DIR = _config_dir()
 
 
+_CLAIMED: dict[str, str] = {}
+
+
+def _claim(default: str) -> str:
+    """`default` created for this process, or `default`-1, -2, ... when another process holds it: two searches
+    started in the same second get a dir each. The same answer every time this process asks."""
+    if default not in _CLAIMED:
+        Path(default).parent.mkdir(parents=True, exist_ok=True)
+        for taken in itertools.count():
+            candidate = f"{default}-{taken}" if taken else default
+            try:
+                Path(candidate).mkdir()
+            except FileExistsError:
+                continue
+            _CLAIMED[default] = candidate
+            break
+    return _CLAIMED[default]
+
+
 def _run_dir(default: str) -> str:
-    """Resolver of ``hydra.run.dir``: `default` in a plain run; under torchrun runs/torchrun/<job id>, which every rank
-    and every restart of the job computes alike (each rank resolves ``${now:...}`` on its own)."""
-    return default if run_id() is None else f"runs/torchrun/{run_id()}"
+    """Resolver of ``hydra.run.dir``: `default` (runs/<date>/<time>), claimed by this process, in a plain run; under
+    torchrun runs/torchrun/<job id>, which every rank and every restart of the job computes alike (each rank
+    resolves ``${now:...}`` on its own)."""
+    return _claim(default) if run_id() is None else f"runs/torchrun/{run_id()}"
 
 
 def _rank_zero(value):

@@ -6,7 +6,6 @@ Every row trains the search's model on the search's data (and noise) for the sea
 its batch size and fixed Adam, once per seed; seed s gives every row the same initial weights and batch order.
 """
 
-import json
 import logging
 import math
 import statistics
@@ -27,10 +26,11 @@ from amlfs.data import DeviceData, epoch_stream
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
 from amlfs.losses import BASELINES, SearchedLoss, schedule_thetas
-from amlfs.models import MODEL_FILES, build_model, read_weights
+from amlfs.models import MODEL_FILES, build_model, load_weights
 from amlfs.plots import probability_curves
 from amlfs.population import resolve_backend, stacked_accuracies, stacked_forward
 from amlfs.progress import progress, steps_per_epoch
+from amlfs.results import FILE as RESULTS_FILE, read_results
 from amlfs.seeding import derive_seed
 from amlfs.spaces import space_of
 from amlfs.spaces.base import uniform_rest_log_probs
@@ -46,12 +46,19 @@ def load_search(run: str) -> tuple[Path, dict]:
     """The search run dir and its results.json, or a ConfigError saying what is wrong."""
     run_dir = Path(to_absolute_path(run))
     try:
-        results = json.loads((run_dir / "results.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"run={run!r} is not allowed: {run_dir / 'results.json'} cannot be read ({err.__class__.__name__})") from None
+        results = read_results(run_dir)
+    except ValueError as err:
+        raise ConfigError(f"run={run!r} is not allowed: {err}") from None
     if not results.get("final"):
         raise ConfigError(f"run={run!r} is not allowed: the search in {run_dir} has not finished (resume it first)")
     return run_dir, results
+
+
+def check_fresh(out_dir: Path, key: str = "hydra.run.dir") -> None:
+    """Refuse to write an evaluation into a dir that holds one or a search (`key`: how the user named the dir)."""
+    taken = [name for name in ("evaluation.json", RESULTS_FILE) if (out_dir / name).exists()]
+    if taken:
+        raise ConfigError(f"{key}={out_dir} is not allowed: it holds {taken[0]} already; give the evaluation a new dir")
 
 
 def criteria(row: str, search_cfg: DictConfig, results: dict, device, dtype) -> list[torch.nn.Module]:
@@ -143,12 +150,11 @@ def search_model_row(search_cfg: DictConfig, run_dir: Path, results: dict, data:
     def accuracies(file: str) -> tuple[float, float] | tuple[None, None]:
         if not (run_dir / file).exists():
             return None, None
+        model = build_model(search_cfg.model, data.image_shape, data.num_classes).to(device, dtype)
         try:
-            state = read_weights(run_dir / file)
+            load_weights(model, run_dir / file)
         except ValueError as err:
             raise ConfigError(f"evaluate.rows=[...,search_model] is not allowed: {err}") from None
-        model = build_model(search_cfg.model, data.image_shape, data.num_classes).to(device, dtype)
-        model.load_state_dict(state)
         return float(accuracy(model, data, data.val, batch)), float(accuracy(model, data, data.test, batch))
 
     final_val, final_test = accuracies(MODEL_FILES["final"])
@@ -243,8 +249,7 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
     if OmegaConf.is_missing(cfg, "run"):
         raise ConfigError("run is missing: name the search run dir, e.g. amlfs-evaluate run=runs/<date>/<time>")
     run_dir, results = load_search(cfg.run)
-    if Path(out_dir).resolve() == run_dir.resolve():
-        raise ConfigError(f"hydra.run.dir={out_dir} is not allowed: it is the search's run dir; give the evaluation its own")
+    check_fresh(Path(out_dir))
     if not OmegaConf.is_list(cfg.evaluate.rows) or not cfg.evaluate.rows:
         raise ConfigError(f"evaluate.rows={cfg.evaluate.rows!r} is not allowed: give a list of rows, e.g. "
                           f"\"evaluate.rows=[searched,ce]\"")

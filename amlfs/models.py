@@ -1,6 +1,5 @@
 """Child models: feature extractors with a linear or cosine classifier head; the search's own model, loaded."""
 
-import json
 from pathlib import Path
 
 import torch
@@ -11,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from amlfs.config import ConfigError, with_defaults
+from amlfs.results import read_results
 
 
 class CosineHead(nn.Module):
@@ -180,6 +180,12 @@ def check_cosine_head(model: nn.Module, cfg) -> None:
         )
 
 
+def first_line(err: Exception) -> str:
+    """`err` as ``Type: first line of its message``, for one-line errors."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
 def check_fits(model: nn.Module, images: torch.Tensor, num_classes: int, cfg) -> None:
     """The model can train on the data: it has trainable parameters and maps `images` (a few normalised training
     images) to logits [N, num_classes]. Probed in eval mode, so batch-norm statistics stay as they were."""
@@ -192,9 +198,8 @@ def check_fits(model: nn.Module, images: torch.Tensor, num_classes: int, cfg) ->
         with torch.no_grad():
             logits = model(images)
     except Exception as err:  # the user's forward may fail in any way on images of the wrong size
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ModelError(f"{name} is not allowed: it fails on the data's {tuple(images.shape[1:])} images "
-                         f"({type(err).__name__}: {reason})") from None
+                         f"({first_line(err)})") from None
     finally:
         model.train(training)
     expected = (len(images), num_classes)
@@ -222,14 +227,19 @@ class Normalised(nn.Module):
         return self.model((images - self.mean) / self.std)
 
 
-def read_weights(path: Path) -> dict:
-    """A model file's state dict; ValueError naming the file when it is missing or damaged."""
+def load_weights(model: nn.Module, path: Path) -> nn.Module:
+    """`model` with the weights in `path`; ValueError naming the file when it is missing, damaged or another model's."""
     try:
-        return torch.load(path, map_location="cpu")
+        state = torch.load(path, map_location="cpu")
     except FileNotFoundError:
         raise ValueError(f"{path}: no such model file (a search of an older amlfs, or unfinished?)") from None
     except Exception as err:  # a truncated or foreign file fails inside torch's zip or pickle reader
-        raise ValueError(f"{path}: not a readable model file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        raise ValueError(f"{path}: not a readable model file ({first_line(err)})") from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: not the weights of this run's model ({first_line(err)})") from None
+    return model
 
 
 def load_model(run_dir: str | Path, which: str = "best_val") -> Normalised:
@@ -238,14 +248,8 @@ def load_model(run_dir: str | Path, which: str = "best_val") -> Normalised:
     run's results.json (the model config, image shape and classes), so a model of your own must be importable."""
     if which not in MODEL_FILES:
         raise ValueError(f"which={which!r}: choose one of {sorted(MODEL_FILES)}")
-    run_dir = Path(run_dir)
-    weights = run_dir / MODEL_FILES[which]
-    try:
-        results = json.loads((run_dir / "results.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{run_dir}: no readable results.json ({err})") from None
-    state = read_weights(weights)
+    results = read_results(run_dir)
     data = results["data"]
     model = build_model(with_defaults(results["config"]).model, data["image_shape"], data["num_classes"])
-    model.load_state_dict(state)
+    load_weights(model, Path(run_dir) / MODEL_FILES[which])
     return Normalised(model.to(torch.float32), data["mean"], data["std"]).eval()

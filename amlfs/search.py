@@ -3,7 +3,6 @@
     python -m amlfs.search [dataset=...] [model=...] [space=...] [search.population=B] ...
 """
 
-import json
 import logging
 import math
 import shlex
@@ -24,6 +23,7 @@ from amlfs.idx import DataFileError
 from amlfs.models import MODEL_FILES, build_model, check_cosine_head, check_fits
 from amlfs.population import make_population, resolve_backend
 from amlfs.recorder import Recorder
+from amlfs.results import FILE as RESULTS_FILE, read_results
 from amlfs.seeding import derive_seed
 from amlfs.spaces import space_of
 from amlfs.training import memory_format
@@ -36,8 +36,21 @@ class SearchStopped(RuntimeError):
 
 
 def holds_search(run_dir: Path) -> bool:
-    """Whether `run_dir` holds (the start of) a search: its results.json or checkpoint files."""
-    return (run_dir / "results.json").exists() or any((run_dir / checkpoint.FOLDER).glob("epoch-*.pt"))
+    """Whether `run_dir` holds work that starting a search there would destroy: checkpoint files or a finished
+    results.json (an unfinished one without a checkpoint holds less than one epoch)."""
+    if any((run_dir / checkpoint.FOLDER).glob("epoch-*.pt")):
+        return True
+    try:
+        return read_results(run_dir)["final"] is not None
+    except ValueError:
+        return False
+
+
+def check_fresh(run_dir: Path, key: str = "hydra.run.dir") -> None:
+    """Refuse to start a new search in a run dir that holds one (`key`: how the user named the dir)."""
+    if holds_search(run_dir):
+        raise ConfigError(f"{key}={run_dir} is not allowed: it holds a search already; continue it with resume=true "
+                          f"or choose another dir")
 
 
 def resumable(run_dir: Path, config: dict, epochs: int) -> tuple[dict | None, dict | None]:
@@ -53,14 +66,13 @@ def resumable(run_dir: Path, config: dict, epochs: int) -> tuple[dict | None, di
     for record in (saved, saved["results"]):  # written by an older amlfs: fill in keys added since
         record["config"] = OmegaConf.to_container(with_defaults(record["config"]))
     checkpoint.check_resumable(saved["config"], config)
-    results_file = run_dir / "results.json"
-    if saved["epochs_done"] == epochs and results_file.exists():
+    if saved["epochs_done"] == epochs and (run_dir / RESULTS_FILE).exists():
         try:
-            results = json.loads(results_file.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            log.warning("%s cannot be read (%s): writing it again from the last checkpoint", results_file, err)
+            results = read_results(run_dir)
+        except ValueError as err:
+            log.warning("%s: writing it again from the last checkpoint", err)
             return saved, None
-        if results.get("final"):
+        if results["final"]:
             return saved, results
     return saved, None
 
@@ -97,13 +109,15 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
     distributed.quiet_other_ranks(world)
     config = OmegaConf.to_container(cfg, resolve=True)
     resume = cfg.resume or world.launched  # torchrun restarts workers in the same run dir: they continue by themselves
-    if not resume and holds_search(run_dir):
-        raise ConfigError(f"hydra.run.dir={run_dir} is not allowed: it holds a search already; continue it with "
-                          f"resume=true or choose another dir")
+    if not resume:
+        check_fresh(run_dir)
     saved, finished = distributed.on_rank_zero(world, lambda: resumable(run_dir, config, cfg.search.epochs) if resume else (None, None))
     if finished:
         log.info("%s finished all %d epochs already: nothing to resume", run_dir, cfg.search.epochs)
         return finished if world.main else None
+    if saved and saved["failed_streak"] >= cfg.search.max_failed_epochs:
+        raise ConfigError(f"search.max_failed_epochs={cfg.search.max_failed_epochs} is not allowed: this run stopped "
+                          f"after {saved['failed_streak']} epochs in a row in which every child failed; resume with a larger value")
     dtype = getattr(torch, cfg.train.dtype)
     layout = memory_format(cfg.train)
     with distributed.rank_zero_first(world):  # rank 0 extracts archives; the others then read what it wrote

@@ -136,3 +136,11 @@ def test_bad_values_name_their_key(overrides, key):
 
 def test_plain_cross_entropy_runs_with_one_child():
     validate(compose_search(["space=ce", "search.population=1", "device=cpu"]))
+
+
+def test_command_line_runs_started_in_the_same_second_get_a_dir_each(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "same-second").mkdir(parents=True)  # as another process started this second made it
+    cfg = OmegaConf.create({"dir": "${amlfs.run_dir:runs/same-second}"})
+    assert cfg.dir == "runs/same-second-1" and cfg.dir == "runs/same-second-1"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["same-second", "same-second-1"]

@@ -85,8 +85,12 @@ def test_evaluate_refuses_bad_rows_data_and_model_files_before_training(tmp_path
         with pytest.raises(ConfigError, match=message):
             execute(compose_config("evaluate", ["device=cpu", *run, *overrides]), tmp_path / "out")
         assert not (tmp_path / "out" / "tb").exists()
-    with pytest.raises(ConfigError, match="is not allowed: it is the search's run dir"):
+    with pytest.raises(ConfigError, match="is not allowed: it holds results.json already"):
         execute(compose_config("evaluate", ["device=cpu", f"run={search_dir}"]), search_dir)
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / "evaluation.json").write_text("{}")
+    with pytest.raises(ConfigError, match="is not allowed: it holds evaluation.json already"):
+        execute(compose_config("evaluate", ["device=cpu", f"run={search_dir}"]), tmp_path / "earlier")
 
 
 def test_vectorized_evaluation_retrains_exactly_as_one_by_one(tmp_path):

@@ -109,7 +109,13 @@ def test_searched_loss_at_the_identity_is_cross_entropy():
 def test_load_loss_refuses_what_is_not_a_finished_run(tmp_path):
     with pytest.raises(ValueError, match="not a readable search result"):
         amlfs.load_loss(tmp_path)
-    (tmp_path / "results.json").write_text(json.dumps({"epochs": [], "final": None}))
+    for content in ("[]", "null", json.dumps({"final": 5})):
+        (tmp_path / "results.json").write_text(content)
+        with pytest.raises(ValueError, match="not a readable search result"):
+            amlfs.load_loss(tmp_path)
+        with pytest.raises(ValueError, match="not a readable search result"):
+            amlfs.load_model(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps({"epochs": [], "final": None, "config": {}, "data": {}}))
     with pytest.raises(ValueError, match="unfinished"):
         amlfs.load_loss(tmp_path)
 
@@ -128,6 +134,10 @@ def test_load_model_refuses_a_damaged_model_file(finished_run, tmp_path):
     (run_dir / "model_best_val.pt").write_bytes((run_dir / "model_best_val.pt").read_bytes()[:300])
     with pytest.raises(ValueError, match="model_best_val.pt: not a readable model file"):
         amlfs.load_model(run_dir)
+    for foreign in ({"hello": torch.ones(1)}, [1, 2]):
+        torch.save(foreign, run_dir / "model_best_val.pt")
+        with pytest.raises(ValueError, match="model_best_val.pt: not the weights of this run's model"):
+            amlfs.load_model(run_dir)
     assert amlfs.load_model(run_dir, which="final")(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import amlfs
 from amlfs.config import ConfigError
 from amlfs.search import SearchStopped, execute, judge
 from amlfs.spaces import LossSpace
@@ -182,7 +183,11 @@ def test_a_run_dir_holding_a_search_is_not_overwritten_without_resume(tmp_path, 
     before = (run_dir / "results.json").read_bytes()
     with pytest.raises(ConfigError, match="holds a search already; continue it with resume=true"):
         execute(compose_search([*RUN, "device=cpu", "seed=5"]), run_dir)
+    recorded = (run_dir / ".hydra" / "config.yaml").read_bytes()
+    with pytest.raises(ConfigError, match=f"^run_dir={run_dir} is not allowed: it holds a search already"):
+        amlfs.run_search([*RUN, "device=cpu", "seed=5"], run_dir=run_dir)
     assert (run_dir / "results.json").read_bytes() == before
+    assert (run_dir / ".hydra" / "config.yaml").read_bytes() == recorded
 
 
 def test_resume_refuses_a_run_none_of_whose_checkpoints_can_be_read(tmp_path, uninterrupted):
@@ -260,6 +265,8 @@ def test_search_stops_after_failed_epochs_with_a_usable_checkpoint(tmp_path, mon
         execute(compose_search(overrides), tmp_path)
     assert [e["best"] for e in json.loads((tmp_path / "results.json").read_text())["epochs"]] == [None, None]
     monkeypatch.undo()
+    with pytest.raises(ConfigError, match="search.max_failed_epochs=2 is not allowed: this run stopped after 2 epochs"):
+        execute(compose_search(overrides + ["resume=true"]), tmp_path)
     results = execute(compose_search(overrides + ["search.max_failed_epochs=3", "resume=true"]), tmp_path)
     assert len(results["epochs"]) == 5 and results["epochs"][2]["best"] is not None
 

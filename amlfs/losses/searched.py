@@ -1,6 +1,5 @@
 """The searched loss as a plain PyTorch criterion, and loading it from a search run."""
 
-import json
 from pathlib import Path
 
 import torch
@@ -8,6 +7,7 @@ import torch.nn as nn
 
 from amlfs.config import with_defaults
 from amlfs.losses import reduction as reductions
+from amlfs.results import FILE as RESULTS_FILE, read_results
 from amlfs.spaces import LossSpace, space_of
 
 
@@ -46,13 +46,9 @@ class SearchedLoss(nn.Module):
 
 def _finished_search(run_dir: str | Path, which: str) -> tuple[dict, LossSpace]:
     """A finished search's results.json and its loss space; ValueError when it lacks `which` in its final entry."""
-    path = Path(run_dir) / "results.json"
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a readable search result ({err})") from None
-    if not results.get("final") or results["final"].get(which) is None:
-        raise ValueError(f"{path}: the search has no final {which!r} (unfinished run?)")
+    results = read_results(run_dir)
+    if not results["final"] or results["final"].get(which) is None:
+        raise ValueError(f"{Path(run_dir) / RESULTS_FILE}: the search has no final {which!r} (unfinished run?)")
     return results, space_of(with_defaults(results["config"]))
 
 
