@@ -66,7 +66,7 @@ def _rank_zero(value):
     return value if rank() == 0 else None
 
 
-for _name, _resolver in (("amlfs.run_dir", _run_dir), ("amlfs.rank_zero", _rank_zero)):
+for _name, _resolver in (("amlfs.run_dir", _run_dir), ("amlfs.claim", _claim), ("amlfs.rank_zero", _rank_zero)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)
 GROUPS = ("dataset", "model", "space", "controller")
@@ -277,7 +277,10 @@ def validate(cfg: DictConfig) -> torch.device:
         head = _choice(cfg, "model.head", HEADS)
         if space == "amlfs" and head != "cosine":
             _fail("model.head", head, "space=amlfs transforms cosine logits and needs model.head=cosine (or use space=amlfs_tau)")
-    if _value(cfg, "model.scale") is not None or space == "amlfs":
+    if space == "amlfs" and _value(cfg, "model.scale") is None:
+        _fail("model.scale", None, "space=amlfs transforms cosine logits: end the model in amlfs.CosineHead(features, "
+                                   "classes, scale) and set model.scale to that scale, or use space=amlfs_tau")
+    if _value(cfg, "model.scale") is not None:
         _real(cfg, "model.scale", 0, math.inf, low_open=True, high_open=True)
     controller = _choice(cfg, "controller.name", set(CONTROLLERS))
     if controller == "cmaes" and not searching:

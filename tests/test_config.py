@@ -127,6 +127,7 @@ def test_every_experiment_composes_and_validates(name):
         (["train.betas=[2,3]"], "train.betas"),
         (["train.betas=abc"], "train.betas"),
         (["space=ce", "controller=cmaes"], "controller.name"),
+        (["model=custom", "model._target_=amlfs.models.lenet5_classifier"], "model.scale"),
     ],
 )
 def test_bad_values_name_their_key(overrides, key):
