@@ -30,7 +30,7 @@ from amlfs.models import MODEL_FILES, build_model, load_weights
 from amlfs.plots import probability_curves
 from amlfs.population import resolve_backend, stacked_accuracies, stacked_forward
 from amlfs.progress import progress, steps_per_epoch
-from amlfs.results import FILE as RESULTS_FILE, read_results
+from amlfs.results import FILE as RESULTS_FILE, best_epoch, read_results
 from amlfs.seeding import derive_seed
 from amlfs.spaces import space_of
 from amlfs.spaces.base import uniform_rest_log_probs
@@ -93,7 +93,7 @@ def retrain(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceData, los
 
 def run_record(seed: int, val: list[float], test: list[float], seconds: float, finite: bool) -> dict:
     """One retraining's row entry from its per-epoch accuracies; its best epoch is the first of highest validation."""
-    best = max(range(len(val)), key=val.__getitem__)
+    best = best_epoch(val)
     return {
         "seed": seed, "test_acc": test[-1], "best_val_acc": val[best], "test_acc_at_best_val": test[best],
         "val_curve": val, "test_curve": test, "seconds": seconds, "finite": finite,

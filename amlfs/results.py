@@ -1,6 +1,7 @@
-"""Reading a search's results.json back: the one check every reader of it makes."""
+"""Reading a search's results.json back: the one check every reader of it makes, and the early-stopping epoch."""
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 FILE = "results.json"
@@ -19,3 +20,14 @@ def read_results(run_dir: str | Path) -> dict:
             or not isinstance(results.get("final"), (dict, type(None))):
         raise ValueError(f"{path}: not a readable search result (it lacks a search's epochs, config, data or final entry)")
     return results
+
+
+def best_epoch(val_acc: Sequence[float]) -> int:
+    """The index of the first epoch of highest validation accuracy: the early-stopping epoch of a search
+    (model_best_val.pt) and of every retraining in an evaluation."""
+    return max(range(len(val_acc)), key=val_acc.__getitem__)
+
+
+def best_val_epoch(epochs: list[dict]) -> int:
+    """`best_epoch` of a search's epoch entries (results.json's ``epochs``)."""
+    return best_epoch([epoch["val_acc"] for epoch in epochs])

@@ -23,7 +23,7 @@ from amlfs.idx import DataFileError
 from amlfs.models import MODEL_FILES, build_model, check_cosine_head, check_fits
 from amlfs.population import make_population, resolve_backend
 from amlfs.recorder import Recorder
-from amlfs.results import FILE as RESULTS_FILE, read_results
+from amlfs.results import FILE as RESULTS_FILE, best_val_epoch, read_results
 from amlfs.seeding import derive_seed
 from amlfs.spaces import space_of
 from amlfs.training import memory_format
@@ -213,11 +213,6 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
     for line in summary(run_dir, recorder.results):
         log.info(line)
     return recorder.results
-
-
-def best_val_epoch(epochs: list[dict]) -> int:
-    """The index of the first epoch whose validation accuracy is the highest of `epochs`."""
-    return max(range(len(epochs)), key=lambda i: epochs[i]["val_acc"])
 
 
 def summary(run_dir: Path, results: dict) -> list[str]:

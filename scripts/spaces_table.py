@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from amlfs.evaluate import take_home
-from amlfs.search import best_val_epoch
+from amlfs.results import best_val_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOLS = {
