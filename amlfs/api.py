@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from amlfs import evaluate, search
-from amlfs.config import CONFIG_DIR, ConfigError
+from amlfs.config import CONFIG_DIR, ConfigError, claim_dir
 
 log = logging.getLogger("amlfs")
 
@@ -65,11 +65,7 @@ def _prepared(run_dir: str | Path | None, default_parent: str, cfg: DictConfig, 
     """The run dir (runs/<date>/<time> like the command line when None, with -1, -2, ... when that is taken), with
     the composed config in .hydra/."""
     if run_dir is None:
-        stamp = Path(default_parent) / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
-        run_dir, taken = stamp, 0
-        while run_dir.exists():
-            taken += 1
-            run_dir = stamp.with_name(f"{stamp.name}-{taken}")
+        run_dir = claim_dir(Path(default_parent) / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
     run_dir = Path(run_dir)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")

@@ -35,22 +35,28 @@ def _config_dir() -> Path:
 CONFIG_DIR = _config_dir()
 
 
+def claim_dir(path: str | Path) -> Path:
+    """`path` created by this call, or `path`-1, -2, ... when it exists already (an atomic mkdir each): runs started
+    in the same second, by one process or several, get a dir each."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for taken in itertools.count():
+        candidate = path.with_name(f"{path.name}-{taken}") if taken else path
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+
+
 _CLAIMED: dict[str, str] = {}
 
 
 def _claim(default: str) -> str:
-    """`default` created for this process, or `default`-1, -2, ... when another process holds it: two searches
-    started in the same second get a dir each. The same answer every time this process asks."""
+    """Resolver: `claim_dir(default)`, the same answer every time this process asks (Hydra resolves the run dir
+    more than once)."""
     if default not in _CLAIMED:
-        Path(default).parent.mkdir(parents=True, exist_ok=True)
-        for taken in itertools.count():
-            candidate = f"{default}-{taken}" if taken else default
-            try:
-                Path(candidate).mkdir()
-            except FileExistsError:
-                continue
-            _CLAIMED[default] = candidate
-            break
+        _CLAIMED[default] = str(claim_dir(default))
     return _CLAIMED[default]
 
 
