@@ -15,7 +15,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from amlfs import evaluate, search
+from amlfs import distributed, evaluate, search
 from amlfs.config import CONFIG_DIR, ConfigError, claim_dir
 
 log = logging.getLogger("amlfs")
@@ -80,8 +80,8 @@ def run_search(overrides: Sequence[str] = (), run_dir: str | Path | None = None,
     the run in `run_dir`.
     """
     cfg = compose_config("search", overrides, config_dirs)
-    if run_dir is not None and not cfg.resume:  # before _prepared writes the composed config into it
-        search.check_fresh(Path(run_dir), "run_dir")
+    if run_dir is not None and not cfg.resume and distributed.run_id() is None:  # before _prepared writes into it;
+        search.check_fresh(Path(run_dir), "run_dir")  # under torchrun the search decides (a restarted job continues)
     run_dir = _prepared(run_dir, "runs", cfg, overrides)
     with logging_to(run_dir / "search.log"):
         return search.execute(cfg, run_dir)

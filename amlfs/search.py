@@ -53,11 +53,23 @@ def check_fresh(run_dir: Path, key: str = "hydra.run.dir") -> None:
                           f"or choose another dir")
 
 
-def resumable(run_dir: Path, config: dict, epochs: int) -> tuple[dict | None, dict | None]:
-    """The newest checkpoint in `run_dir`, refused when its config differs from `config` in anything that changes
-    results; and the finished results when the run has done all its epochs already (a damaged results.json is
-    written again from the last checkpoint)."""
-    saved = checkpoint.load_latest(run_dir)
+def starting_point(run_dir: Path, config: dict, epochs: int, resume: bool) -> tuple[dict | None, dict | None]:
+    """What a search in `run_dir` continues from: (None, None) for a new search, else `resumable`'s pair.
+
+    It continues with ``resume=true``, and under torchrun when the newest checkpoint was written by this same
+    torchrun job (its workers restarted by torchrun); otherwise a run dir that holds a search is refused."""
+    job = distributed.run_id()
+    saved = checkpoint.load_latest(run_dir) if resume or job is not None else None
+    if not resume and (saved is None or saved.get("job") != job):
+        check_fresh(run_dir)
+        return None, None
+    return resumable(run_dir, config, epochs, saved)
+
+
+def resumable(run_dir: Path, config: dict, epochs: int, saved: dict | None) -> tuple[dict | None, dict | None]:
+    """`saved`, the newest checkpoint in `run_dir`, refused when its config differs from `config` in anything that
+    changes results; and the finished results when the run has done all its epochs already (a damaged results.json
+    is written again from the last checkpoint)."""
     if not saved:
         if holds_search(run_dir):
             raise ConfigError(f"resume=true is not allowed: {run_dir} holds a search but no checkpoint in "
@@ -108,10 +120,7 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
                           f"and every rank trains at least one child")
     distributed.quiet_other_ranks(world)
     config = OmegaConf.to_container(cfg, resolve=True)
-    resume = cfg.resume or world.launched  # torchrun restarts workers in the same run dir: they continue by themselves
-    if not resume:
-        check_fresh(run_dir)
-    saved, finished = distributed.on_rank_zero(world, lambda: resumable(run_dir, config, cfg.search.epochs) if resume else (None, None))
+    saved, finished = distributed.on_rank_zero(world, lambda: starting_point(run_dir, config, cfg.search.epochs, cfg.resume))
     if finished:
         log.info("%s finished all %d epochs already: nothing to resume", run_dir, cfg.search.epochs)
         return finished if world.main else None
@@ -181,6 +190,7 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
             if best_val_epoch(recorder.results["epochs"]) == epoch:  # before the checkpoint: a resume rewrites it identically
                 atomic.write_torch(run_dir / MODEL_FILES["best_val"], population.broadcast_state["model"])
             checkpoint.save(run_dir, epoch + 1, {
+                "job": distributed.run_id(),
                 "config": config,
                 "controller": controller.state_dict(),
                 "population": population.broadcast_state,

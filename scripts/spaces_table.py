@@ -11,7 +11,8 @@ with a cosine head, B = 4 children x 15 epochs, data split and noise fixed at se
   evaluation seed equal to the search seed (so the spread covers both the search and the retraining), and which of
   the two its validation accuracy picks (``take_home``: the final mu unless the schedule is more than one
   standard error ahead);
-- the hand-crafted losses, 3 evaluation seeds each, on the same data;
+- the hand-crafted losses, 3 evaluation seeds each (``--baseline-seeds``: more, one folder per extra seed), on
+  the same data;
 
 two jobs at a time with one torch thread each, then prints the table (mean +- std of the test accuracy at the final
 epoch and at the epoch of best validation accuracy) and, for each search, the loss at its final mu with that search's
@@ -135,18 +136,33 @@ def cells_of(pairs: list[tuple[float, float]]) -> str:
     return f"{cell(final)} | {cell(at_best)}"
 
 
-def table(out: Path, cells: list[str], seeds: int) -> str:
+def baseline_dirs(out: Path, seeds: int) -> list[tuple[Path, int, int]]:
+    """The hand-crafted losses' evaluations as (folder, seeds, first seed): seeds 0-2 in ``baselines``, every further
+    seed in its own ``baselines-seed<k>`` (so extra seeds add to the first three and run in parallel)."""
+    return [(out / "baselines", min(seeds, 3), 0)] + [(out / f"baselines-seed{k}", 1, k) for k in range(3, seeds)]
+
+
+def baseline_runs(out: Path, seeds: int) -> dict[str, list[dict]]:
+    """Per hand-crafted loss, its runs over all `seeds` evaluation seeds."""
+    runs = {}
+    for folder, _, _ in baseline_dirs(out, seeds):
+        for row in json.loads((folder / "evaluation.json").read_text())["rows"]:
+            runs.setdefault(row["name"], []).extend(row["runs"])
+    return runs
+
+
+def table(out: Path, cells: list[str], seeds: int, baseline_seeds: int) -> str:
     lines = ["| loss | test accuracy, final epoch (%) | at the best-validation epoch (%) |", "|---|---:|---:|"]
-    baselines = json.loads((out / "baselines" / "evaluation.json").read_text())["rows"]
-    best = max(baselines, key=lambda row: row["test_acc"])
-    for row in baselines:
-        mark = " (best hand-crafted)" if row is best else ""
-        lines.append(f"| {row['name']}{mark} | {cells_of([(r['test_acc'], r['test_acc_at_best_val']) for r in row['runs']])} |")
+    baselines = baseline_runs(out, baseline_seeds)
+    best = max(baselines, key=lambda name: statistics.fmean(r["test_acc"] for r in baselines[name]))
+    for name, row_runs in baselines.items():
+        mark = " (best hand-crafted)" if name == best else ""
+        lines.append(f"| {name}{mark} | {cells_of([(r['test_acc'], r['test_acc_at_best_val']) for r in row_runs])} |")
     runs_of = {name: cell_runs(out, name, seeds) for name in cells}
     for name in cells:
         for row, values in cell_values(runs_of[name]).items():
             lines.append(f"| {name} {SEARCHED_ROWS[row]} | {cells_of(values)} |")
-    runs = [run for row in baselines for run in row["runs"]]
+    runs = [run for row_runs in baselines.values() for run in row_runs]
     slope = statistics.linear_regression([r["test_acc"] for r in runs], [r["val_curve"][-1] for r in runs]).slope
     lines += ["", f"Reward strength: the hand-crafted runs' final-epoch validation accuracy moves {slope:.2f} points per "
                   f"point of test accuracy (least squares over {len(runs)} runs)."]
@@ -177,6 +193,7 @@ def main() -> None:
     parser.add_argument("protocol", choices=sorted(PROTOCOLS))
     parser.add_argument("cells", nargs="+", help="SPACE:CONTROLLER[:KEY=VALUE...], controller reinforce, cmaes or frozen")
     parser.add_argument("--seeds", type=int, default=3, help="searches per cell (seeds 0, 1, ...)")
+    parser.add_argument("--baseline-seeds", type=int, default=3, help="evaluation seeds per hand-crafted loss")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "spaces")
     args = parser.parse_args()
@@ -188,7 +205,8 @@ def main() -> None:
         for future in searches:
             future.result()
         first = out / cell_dir(args.cells[0]) / "seed0" / "search"
-        evaluations = [pool.submit(evaluate_job, first, out / "baselines", BASELINES, 3, 0)]
+        evaluations = [pool.submit(evaluate_job, first, folder, BASELINES, count, first_seed)
+                       for folder, count, first_seed in baseline_dirs(out, args.baseline_seeds)]
         for name in args.cells:
             if name.split(":")[1] == "frozen":
                 continue
@@ -197,7 +215,7 @@ def main() -> None:
                 evaluations.append(pool.submit(evaluate_job, base / "search", base / "evaluation", ["schedule", "searched"], 1, seed))
         for future in evaluations:
             future.result()
-    text = table(out, args.cells, args.seeds)
+    text = table(out, args.cells, args.seeds, args.baseline_seeds)
     (out / "table.md").write_text(text)
     print(text)
 

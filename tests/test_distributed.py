@@ -3,6 +3,7 @@ contained failures, and a worker killed mid-run and restarted by torchrun."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -103,6 +104,18 @@ def test_a_killed_worker_without_restarts_left_ends_the_job(tmp_path):
     output, _ = process.communicate(timeout=120)
     assert process.returncode != 0 and "exitcode  : -9" in output
     assert (run_dir / "checkpoints" / "epoch-00001.pt").exists()
+
+
+def test_a_new_job_in_a_dir_holding_a_search_is_refused_unless_resumed(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference[0], run_dir)
+    process = torchrun(run_dir, wait=False)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode != 0
+    lines = [line for line in output.splitlines() if line.startswith("amlfs:")]
+    assert lines == [f"amlfs: hydra.run.dir={run_dir} is not allowed: it holds a search already; continue it with "
+                     f"resume=true or choose another dir"]
+    assert_same(torchrun(run_dir, "resume=true"), reference[1])
 
 
 def test_more_ranks_than_children_is_one_line(tmp_path):
