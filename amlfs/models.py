@@ -1,5 +1,6 @@
 """Child models: feature extractors with a linear or cosine classifier head; the search's own model, loaded."""
 
+import logging
 from pathlib import Path
 
 import torch
@@ -10,7 +11,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from amlfs.config import ConfigError, with_defaults
-from amlfs.results import read_results
+from amlfs.results import FILE as RESULTS_FILE, best_val_epoch, read_results
+
+log = logging.getLogger("amlfs")
 
 
 class CosineHead(nn.Module):
@@ -245,10 +248,16 @@ def load_weights(model: nn.Module, path: Path) -> nn.Module:
 def load_model(run_dir: str | Path, which: str = "best_val") -> Normalised:
     """The model a finished search trained, in eval mode on the CPU: `which` = "best_val" (its best validation
     epoch) or "final". It takes images in [0, 1] of shape [N, C, H, W] and returns logits; it is built from the
-    run's results.json (the model config, image shape and classes), so a model of your own must be importable."""
+    run's results.json (the model config, image shape and classes), so a model of your own must be importable.
+    Of an unfinished search (still running, or stopped) "best_val" is the best epoch so far, with a warning."""
     if which not in MODEL_FILES:
         raise ValueError(f"which={which!r}: choose one of {sorted(MODEL_FILES)}")
     results = read_results(run_dir)
+    if results["final"] is None:
+        if which == "final" or not results["epochs"]:
+            raise ValueError(f"{Path(run_dir) / RESULTS_FILE}: the search has no {which} model yet (unfinished run?)")
+        log.warning("%s: an unfinished search; its model of the best validation epoch so far (epoch %d of %d done)",
+                    run_dir, best_val_epoch(results["epochs"]) + 1, len(results["epochs"]))
     data = results["data"]
     model = build_model(with_defaults(results["config"]).model, data["image_shape"], data["num_classes"])
     load_weights(model, Path(run_dir) / MODEL_FILES[which])

@@ -141,6 +141,21 @@ def test_load_model_refuses_a_damaged_model_file(finished_run, tmp_path):
     assert amlfs.load_model(run_dir, which="final")(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_load_model_of_an_unfinished_search_is_its_best_epoch_so_far(finished_run, tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    (run_dir / "results.json").write_text(json.dumps({**results, "final": None}))
+    with pytest.raises(ValueError, match="the search has no final model yet"):
+        amlfs.load_model(run_dir, which="final")
+    images = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(amlfs.load_model(run_dir)(images), amlfs.load_model(finished_run)(images))
+    assert "an unfinished search" in caplog.text
+    (run_dir / "results.json").write_text(json.dumps({**results, "epochs": [], "final": None}))
+    with pytest.raises(ValueError, match="the search has no best_val model yet"):
+        amlfs.load_model(run_dir)
+
+
 def test_exported_loss_in_a_plain_training_loop(finished_run):
     torch.manual_seed(0)
     features = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU())
