@@ -12,6 +12,10 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # amlfs from this checkout:
 OUT=${OUT:-gpu_out}
 PART=${PART:-1}
 DEVICE=${DEVICE:-cuda}
+if [ -n "$(ls -A "$OUT" 2>/dev/null)" ]; then  # its run dirs would be refused as holding searches already
+  echo "gpu_checks: $OUT is not empty; remove it or set OUT to a new folder"
+  exit 2
+fi
 mkdir -p "$OUT"
 
 if [ -d .gpu-wheels ] && ! python3 -c "import hydra, cma, tqdm" 2>/dev/null; then  # beside the image's packages
