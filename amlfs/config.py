@@ -67,12 +67,24 @@ def _run_dir(default: str) -> str:
     return _claim(default) if run_id() is None else f"runs/torchrun/{run_id()}"
 
 
-def _rank_zero(value):
-    """Resolver: `value` on rank 0 (and in a plain run), null on the other ranks of a torchrun job."""
-    return value if rank() == 0 else None
+def _search_record(run_dir: str, resume: bool) -> str | None:
+    """Resolver of the search's ``hydra.output_subdir``, where Hydra records the job's config before amlfs runs:
+    ``.hydra``, or null (no record) on the other ranks of a torchrun job and in a run dir that holds a search
+    without resume=true (amlfs refuses it, or a torchrun restart continues it), so that the record stays the run's."""
+    from amlfs.search import holds_search
+
+    return ".hydra" if rank() == 0 and (resume or not holds_search(Path(run_dir))) else None
 
 
-for _name, _resolver in (("amlfs.run_dir", _run_dir), ("amlfs.claim", _claim), ("amlfs.rank_zero", _rank_zero)):
+def _evaluation_record(out_dir: str) -> str | None:
+    """Resolver of the evaluation's ``hydra.output_subdir``: ``.hydra``, or null in a dir amlfs will refuse."""
+    from amlfs.evaluate import taken
+
+    return None if taken(Path(out_dir)) else ".hydra"
+
+
+for _name, _resolver in (("amlfs.run_dir", _run_dir), ("amlfs.claim", _claim), ("amlfs.search_record", _search_record),
+                         ("amlfs.evaluation_record", _evaluation_record)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)
 GROUPS = ("dataset", "model", "space", "controller")

@@ -54,11 +54,15 @@ def load_search(run: str) -> tuple[Path, dict]:
     return run_dir, results
 
 
+def taken(out_dir: Path) -> list[str]:
+    """The records of an evaluation or a search in `out_dir`, which an evaluation must not overwrite."""
+    return [name for name in ("evaluation.json", RESULTS_FILE) if (out_dir / name).exists()]
+
+
 def check_fresh(out_dir: Path, key: str = "hydra.run.dir") -> None:
     """Refuse to write an evaluation into a dir that holds one or a search (`key`: how the user named the dir)."""
-    taken = [name for name in ("evaluation.json", RESULTS_FILE) if (out_dir / name).exists()]
-    if taken:
-        raise ConfigError(f"{key}={out_dir} is not allowed: it holds {taken[0]} already; give the evaluation a new dir")
+    if taken(out_dir):
+        raise ConfigError(f"{key}={out_dir} is not allowed: it holds {taken(out_dir)[0]} already; give the evaluation a new dir")
 
 
 def criteria(row: str, search_cfg: DictConfig, results: dict, device, dtype) -> list[torch.nn.Module]:

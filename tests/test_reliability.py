@@ -188,6 +188,10 @@ def test_a_run_dir_holding_a_search_is_not_overwritten_without_resume(tmp_path, 
         amlfs.run_search([*RUN, "device=cpu", "seed=5"], run_dir=run_dir)
     assert (run_dir / "results.json").read_bytes() == before
     assert (run_dir / ".hydra" / "config.yaml").read_bytes() == recorded
+    for module, overrides in (("amlfs.search", [*RUN, "device=cpu", "seed=5"]), ("amlfs.evaluate", [f"run={run_dir}", "device=cpu"])):
+        refused = run_cli(run_dir, *overrides, module=module)
+        assert refused.returncode == 2 and "is not allowed: it holds" in refused.stderr
+        assert (run_dir / ".hydra" / "config.yaml").read_bytes() == recorded  # Hydra's record of the run stays
 
 
 def test_resume_refuses_a_run_none_of_whose_checkpoints_can_be_read(tmp_path, uninterrupted):
