@@ -21,7 +21,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from amlfs import atomic
-from amlfs.config import BACKENDS, CONFIG_DIR, ConfigError, fail_job, resolve_device, validate_dataset, with_defaults
+from amlfs.config import BACKENDS, COMPILE_MODES, CONFIG_DIR, ConfigError, fail_job, resolve_device, validate_dataset, with_defaults
 from amlfs.data import DeviceData, epoch_stream
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
@@ -34,7 +34,7 @@ from amlfs.results import FILE as RESULTS_FILE, best_epoch, read_results
 from amlfs.seeding import derive_seed
 from amlfs.spaces import space_of
 from amlfs.spaces.base import uniform_rest_log_probs
-from amlfs.training import accuracy, autocast, compiled, make_optimizer, memory_format, nonzero_gradient, train_one_epoch
+from amlfs.training import CompileFailed, accuracy, autocast, compile_failure, compiled, make_optimizer, memory_format, nonzero_gradient, train_one_epoch
 
 log = logging.getLogger("amlfs")
 SEARCH_ROWS = ("searched", "schedule", "search_model")
@@ -267,6 +267,11 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"evaluate.{key}={value!r} is not allowed: use an integer >= {minimum}")
     search_cfg = with_defaults(results["config"])
+    if cfg.evaluate.compile != "same":
+        search_cfg.train.compile = cfg.evaluate.compile
+        if search_cfg.train.compile is not None and search_cfg.train.compile not in COMPILE_MODES:
+            raise ConfigError(f"evaluate.compile={cfg.evaluate.compile!r} is not allowed: choose same, null or one of "
+                              f"{', '.join(sorted(COMPILE_MODES))}")
     search_cfg.dataset = OmegaConf.merge(search_cfg.dataset, cfg.evaluate.dataset)
     try:
         validate_dataset(search_cfg)
@@ -334,6 +339,10 @@ def main(cfg: DictConfig) -> None:
         evaluation = execute(cfg, out_dir)
     except (ConfigError, DataFileError) as err:
         fail_job(2, str(err))
+        return None
+    except CompileFailed as err:
+        mode = cfg.evaluate.compile
+        fail_job(2, compile_failure(err, "evaluate.compile", mode if mode != "same" else "same (the search's train.compile)"))
         return None
     log.info("wrote %s and %s", out_dir / "evaluation.json", out_dir / "evaluation.md")
     print((out_dir / "evaluation.md").read_text())

@@ -30,6 +30,14 @@ def compiled(function: Callable, cfg) -> Callable:
     return function if cfg.compile is None else torch.compile(function, mode=cfg.compile)
 
 
+CompileFailed = torch._dynamo.exc.BackendCompilerFailed
+
+
+def compile_failure(err: CompileFailed, key: str, mode: str) -> str:
+    """The one line for a ``torch.compile`` that failed on this machine (`key`: the config key that asked for it)."""
+    return f"{key}={mode} failed on this machine ({str(err).strip().splitlines()[0]}); run with {key}=null"
+
+
 def autocast(device: torch.device, mode: str | None):
     """The autocast context of config ``train.autocast`` (null: full precision; bf16: bfloat16 matmuls and convs)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode == "bf16")

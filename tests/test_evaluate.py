@@ -79,6 +79,7 @@ def test_evaluate_refuses_bad_rows_data_and_model_files_before_training(tmp_path
         (["evaluate.rows=[]"], r"^evaluate.rows=\[\] is not allowed"),
         (["+evaluate.dataset.max_train=abc"], "^evaluate.dataset.max_train='abc' is not allowed"),
         (["+evaluate.dataset.noise.rate=5"], "^evaluate.dataset.noise.rate=5 is not allowed"),
+        (["evaluate.compile=fast"], "^evaluate.compile='fast' is not allowed: choose same, null or one of default"),
         (["evaluate.rows=[ce,search_model]"], "model_best_val.pt: not a readable model file"),
     ):
         run = [f"run={search_dir}"] if overrides else []
@@ -91,6 +92,20 @@ def test_evaluate_refuses_bad_rows_data_and_model_files_before_training(tmp_path
     (tmp_path / "earlier" / "evaluation.json").write_text("{}")
     with pytest.raises(ConfigError, match="is not allowed: it holds evaluation.json already"):
         execute(compose_config("evaluate", ["device=cpu", f"run={search_dir}"]), tmp_path / "earlier")
+
+
+def test_a_compiler_that_fails_is_one_line_for_the_search_and_the_evaluation(tmp_path):
+    no_compiler = {"CXX": str(tmp_path / "no-such-g++")}  # inductor's C++ compiler, as on a machine without one
+    search = run_cli(tmp_path / "search", "experiment=smoke", "search.epochs=1", "train.compile=default", env=no_compiler)
+    assert search.returncode == 2 and search.stderr.strip().count("\n") == 0
+    assert search.stderr.startswith("amlfs: train.compile=default failed on this machine (InvalidCxxCompiler")
+    assert search.stderr.strip().endswith("run with train.compile=null")
+    assert run_cli(tmp_path / "search", "experiment=smoke", "search.epochs=1").returncode == 0  # nothing was done there
+    evaluation = run_cli(tmp_path / "evaluation", f"run={tmp_path / 'search'}", "evaluate.seeds=1", "evaluate.rows=[ce]",
+                         "evaluate.backend=vectorized", "evaluate.compile=default", module="amlfs.evaluate", env=no_compiler)
+    assert evaluation.returncode == 2 and evaluation.stderr.strip().count("\n") == 0
+    assert "evaluate.compile=default failed on this machine" in evaluation.stderr
+    assert evaluation.stderr.strip().endswith("run with evaluate.compile=null")
 
 
 def test_vectorized_evaluation_retrains_exactly_as_one_by_one(tmp_path):
