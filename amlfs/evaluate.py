@@ -61,8 +61,9 @@ def taken(out_dir: Path) -> list[str]:
 
 def check_fresh(out_dir: Path, key: str = "hydra.run.dir") -> None:
     """Refuse to write an evaluation into a dir that holds one or a search (`key`: how the user named the dir)."""
-    if taken(out_dir):
-        raise ConfigError(f"{key}={out_dir} is not allowed: it holds {taken(out_dir)[0]} already; give the evaluation a new dir")
+    records = taken(out_dir)
+    if records:
+        raise ConfigError(f"{key}={out_dir} is not allowed: it holds {records[0]} already; give the evaluation a new dir")
 
 
 def criteria(row: str, search_cfg: DictConfig, results: dict, device, dtype) -> list[torch.nn.Module]:
