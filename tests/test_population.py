@@ -46,12 +46,15 @@ def search(tmp_path, backend: str, *overrides: str) -> tuple[dict, dict]:
     return json.loads(json.dumps(results)), torch.load(run_dir / "model.pt")
 
 
+RESNET_SIZES = ["dataset.max_train=100", "dataset.max_test=50"]  # 3 batches of 32 (the last of 26) and 10 val images
+
+
 @pytest.mark.parametrize("overrides", [
     ["model=cnn"],
     ["model=cnn", "train.fused_adam=true"],
     ["model=cnn", "space.continuous=true"],
-    ["model=resnet20", "train.augment=true"],
-    ["model=resnet20", "search.shared_batches=false"],
+    ["model=resnet20", "train.augment=true", *RESNET_SIZES],
+    ["model=resnet20", "search.shared_batches=false", *RESNET_SIZES],
 ])
 def test_sequential_and_vectorized_backends_agree(tmp_path, overrides):
     sequential, sequential_weights = search(tmp_path, "sequential", *overrides)
