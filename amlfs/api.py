@@ -61,16 +61,18 @@ def logging_to(log_file: Path) -> Iterator[None]:
         log.setLevel(saved_level)
 
 
-def _prepared(run_dir: str | Path | None, default_parent: str, cfg: DictConfig, overrides: Sequence[str]) -> Path:
-    """The run dir (runs/<date>/<time> like the command line when None, with -1, -2, ... when that is taken), with
-    the composed config in .hydra/."""
+def _chosen_dir(run_dir: str | Path | None, default_parent: str) -> Path:
+    """The run dir: `run_dir`, or runs/<date>/<time> like the command line when None (with -1, -2, ... when taken)."""
     if run_dir is None:
-        run_dir = claim_dir(Path(default_parent) / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
-    run_dir = Path(run_dir)
+        return claim_dir(Path(default_parent) / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
+    return Path(run_dir)
+
+
+def _record(run_dir: Path, cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """The composed config and the overrides in .hydra/, as the command line records them."""
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     OmegaConf.save(OmegaConf.create(list(overrides)), run_dir / ".hydra" / "overrides.yaml")
-    return run_dir
 
 
 def run_search(overrides: Sequence[str] = (), run_dir: str | Path | None = None, config_dirs: Sequence[str | Path] = ()) -> dict:
@@ -80,9 +82,11 @@ def run_search(overrides: Sequence[str] = (), run_dir: str | Path | None = None,
     the run in `run_dir`.
     """
     cfg = compose_config("search", overrides, config_dirs)
-    if run_dir is not None and not cfg.resume and distributed.run_id() is None:  # before _prepared writes into it;
+    if run_dir is not None and not cfg.resume and distributed.run_id() is None:  # before anything is written there;
         search.check_fresh(Path(run_dir), "run_dir")  # under torchrun the search decides (a restarted job continues)
-    run_dir = _prepared(run_dir, "runs", cfg, overrides)
+    run_dir = _chosen_dir(run_dir, "runs")
+    if search.records_config(run_dir):
+        _record(run_dir, cfg, overrides)
     with logging_to(run_dir / "search.log"):
         return search.execute(cfg, run_dir)
 
@@ -93,6 +97,7 @@ def run_evaluation(run: str | Path, overrides: Sequence[str] = (), out_dir: str 
     cfg = compose_config("evaluate", overrides)
     if out_dir is not None:
         evaluate.check_fresh(Path(out_dir), "out_dir")
-    out_dir = _prepared(out_dir, "runs/evaluate", cfg, overrides)
+    out_dir = _chosen_dir(out_dir, "runs/evaluate")
+    _record(out_dir, cfg, overrides)
     with logging_to(out_dir / "evaluate.log"):
         return evaluate.execute(cfg, out_dir)

@@ -67,13 +67,12 @@ def _run_dir(default: str) -> str:
     return _claim(default) if run_id() is None else f"runs/torchrun/{run_id()}"
 
 
-def _search_record(run_dir: str, resume: bool) -> str | None:
+def _search_record(run_dir: str) -> str | None:
     """Resolver of the search's ``hydra.output_subdir``, where Hydra records the job's config before amlfs runs:
-    ``.hydra``, or null (no record) on the other ranks of a torchrun job and in a run dir that holds a search
-    without resume=true (amlfs refuses it, or a torchrun restart continues it), so that the record stays the run's."""
-    from amlfs.search import holds_search
+    ``.hydra`` when `search.records_config`, else null (no record)."""
+    from amlfs.search import records_config
 
-    return ".hydra" if rank() == 0 and (resume or not holds_search(Path(run_dir))) else None
+    return ".hydra" if records_config(Path(run_dir)) else None
 
 
 def _evaluation_record(out_dir: str) -> str | None:

@@ -46,6 +46,13 @@ def holds_search(run_dir: Path) -> bool:
         return False
 
 
+def records_config(run_dir: Path) -> bool:
+    """Whether a search started in `run_dir` writes the record of its config (.hydra/): only rank 0 of one that
+    starts there afresh. A resumed search (or restarted torchrun job) keeps the record of the command that started
+    it, whose config it must match; a refused one writes nothing."""
+    return distributed.rank() == 0 and not holds_search(run_dir)
+
+
 def check_fresh(run_dir: Path, key: str = "hydra.run.dir") -> None:
     """Refuse to start a new search in a run dir that holds one (`key`: how the user named the dir)."""
     if holds_search(run_dir):

@@ -247,11 +247,10 @@ def test_labels_beyond_the_declared_classes_are_refused(tmp_path):
 
 
 def test_python_runs_without_a_run_dir_get_one_each(tmp_path, monkeypatch):
-    from amlfs.api import _prepared, compose_config
+    from amlfs.api import _chosen_dir
 
     monkeypatch.chdir(tmp_path)
-    cfg = compose_config("search", ["experiment=smoke"])
-    first, second = _prepared(None, "runs", cfg, []), _prepared(None, "runs", cfg, [])
+    first, second = _chosen_dir(None, "runs"), _chosen_dir(None, "runs")
     assert first != second and first.parent == second.parent == Path("runs") / first.parent.name
     assert {first.name, second.name} <= {path.name for path in first.parent.iterdir()}
 

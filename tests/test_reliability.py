@@ -153,9 +153,11 @@ def test_interrupt_says_how_to_resume(tmp_path, uninterrupted):
 
 def test_resume_accepts_only_config_differences_that_leave_the_search_as_it_was(tmp_path, uninterrupted):
     run_dir = killed_after_first_checkpoint(tmp_path / "run")
+    recorded = (run_dir / ".hydra" / "config.yaml").read_bytes()
     refused = run_cli(run_dir, *RUN, "resume=true", "controller.sigma=0.3", "train.lr=0.01")
     assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
     assert "controller.sigma (0.2 -> 0.3)" in refused.stderr and "train.lr" in refused.stderr
+    assert (run_dir / ".hydra" / "config.yaml").read_bytes() == recorded
     for path in (run_dir / "checkpoints").glob("*.pt"):  # as written by versions before these keys existed
         saved = torch.load(path, weights_only=False)
         for key in ("fused_adam", "channels_last", "compile"):
@@ -164,6 +166,7 @@ def test_resume_accepts_only_config_differences_that_leave_the_search_as_it_was(
     allowed = run_cli(run_dir, *RUN, "resume=true", "log.curve_every=3", f"dataset.root={tmp_path}")
     assert allowed.returncode == 0, allowed.stderr
     assert_same_search(run_dir, uninterrupted)
+    assert (run_dir / ".hydra" / "config.yaml").read_bytes() == recorded  # the record of the command that started it
 
 
 def copy_of(run_dir, tmp_path):
@@ -180,6 +183,7 @@ def test_a_run_dir_holding_a_search_is_not_overwritten_without_resume(tmp_path, 
     recorded = (run_dir / ".hydra" / "config.yaml").read_bytes()
     with pytest.raises(ConfigError, match=f"^run_dir={run_dir} is not allowed: it holds a search already"):
         amlfs.run_search([*RUN, "device=cpu", "seed=5"], run_dir=run_dir)
+    amlfs.run_search([*RUN, "device=cpu", "resume=true", "log.curve_every=2"], run_dir=run_dir)  # nothing to resume
     assert (run_dir / "results.json").read_bytes() == before
     assert (run_dir / ".hydra" / "config.yaml").read_bytes() == recorded
     for module, overrides in (("amlfs.search", [*RUN, "device=cpu", "seed=5"]), ("amlfs.evaluate", [f"run={run_dir}", "device=cpu"])):
