@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from amlfs.controllers import CONTROLLERS
-from amlfs.distributed import rank, run_id
+from amlfs.distributed import run_id
 from amlfs.noise import ASYMMETRIC_MAPS
 from amlfs.spaces import BUILDERS as SPACES
 from amlfs.spaces.amlfs import VARIANTS as PIECEWISE_SPACES
