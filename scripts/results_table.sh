@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's results table: three protocols, each searched, ablated (mu fixed at cross-entropy) and evaluated.
+# RESULTS.md's first table: three protocols, each searched, ablated (mu fixed at cross-entropy) and evaluated.
 # CPU scale: 20,000 training images (18,000 train + 2,000 validation), 4 children, 15 epochs, 3 evaluation seeds.
 # On clean labels the evaluation leaves out the losses built for label noise (GCE, SCE, NCE+RCE, MAE).
 # Usage: scripts/results_table.sh <protocol> [continuous]
@@ -14,8 +14,8 @@ ROWS=()
 case "$1" in
   fashion_mnist_clean) ARGS="experiment=fashion_mnist_cnn dataset.archives=../shared/data/FashionMNIST/raw"
                        ROWS=("evaluate.rows=[searched,schedule,ce,label_smoothing,focal,poly1,search_model]") ;;
-  fashion_mnist_sym40) ARGS="experiment=fashion_mnist_sym40 dataset.archives=../shared/data/FashionMNIST/raw" ;;
-  mnist_sym40) ARGS="experiment=mnist_sym40 dataset.archives=../shared/data/MNIST/raw" ;;
+  fashion_mnist_sym40) ARGS="experiment=fashion_mnist_sym40 space=amlfs dataset.archives=../shared/data/FashionMNIST/raw" ;;
+  mnist_sym40) ARGS="experiment=mnist_sym40 space=amlfs dataset.archives=../shared/data/MNIST/raw" ;;
   *) echo "unknown protocol $1" >&2; exit 2 ;;
 esac
 OUT=runs/table/$1

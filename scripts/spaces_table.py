@@ -1,4 +1,4 @@
-"""The README's table of search spaces and controllers under 40% label noise (and on clean labels).
+"""The tables of search spaces and controllers under 40% label noise and on clean labels (README, RESULTS.md).
 
 For one protocol (Fashion-MNIST or MNIST with 40% symmetric noise, Fashion-MNIST with 40% asymmetric noise (its
 standard class flips), or clean Fashion-MNIST; 20,000 training images of which 2,000 are the reward split, small CNN
