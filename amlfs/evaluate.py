@@ -25,7 +25,7 @@ from amlfs.config import BACKENDS, COMPILE_MODES, CONFIG_DIR, ConfigError, fail_
 from amlfs.data import DeviceData, epoch_stream
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
-from amlfs.losses import BASELINES, SearchedLoss, schedule_thetas
+from amlfs.losses import BASELINES, SearchedLoss, best_val_mu, schedule_thetas
 from amlfs.models import MODEL_FILES, build_model, load_weights
 from amlfs.plots import probability_curves
 from amlfs.population import resolve_backend, stacked_accuracies, stacked_forward
@@ -37,8 +37,9 @@ from amlfs.spaces.base import uniform_rest_log_probs
 from amlfs.training import CompileFailed, accuracy, autocast, compile_failure, compiled, make_optimizer, memory_format, nonzero_gradient, train_one_epoch
 
 log = logging.getLogger("amlfs")
-SEARCH_ROWS = ("searched", "schedule", "search_model")
-TAKE_HOME = {"searched": "amlfs.load_loss", "schedule": "amlfs.load_schedule"}
+SEARCH_ROWS = ("searched", "best_val_mu", "schedule", "search_model")
+TAKE_HOME = {"searched": 'amlfs.load_loss("{run}")', "best_val_mu": 'amlfs.load_loss("{run}", which="best_val_mu")',
+             "schedule": 'amlfs.load_schedule("{run}")'}
 """The retrained searched rows a user can keep, and the call that loads each."""
 
 
@@ -72,8 +73,9 @@ def criteria(row: str, search_cfg: DictConfig, results: dict, device, dtype) -> 
     if row in BASELINES:
         return [BASELINES[row]()] * epochs
     space = space_of(search_cfg)
-    if row == "searched":
-        return [SearchedLoss(space, torch.tensor(results["final"]["mu"])).to(device, dtype)] * epochs
+    if row in ("searched", "best_val_mu"):
+        theta = results["final"]["mu"] if row == "searched" else best_val_mu(results, space)
+        return [SearchedLoss(space, torch.tensor(theta)).to(device, dtype)] * epochs
     return [SearchedLoss(space, torch.tensor(theta)).to(device, dtype) for theta in schedule_thetas(results)]
 
 
@@ -193,22 +195,24 @@ def final_val_acc(row: dict) -> float:
     return statistics.fmean(run["val_curve"][-1] for run in row["runs"])
 
 
-def schedule_margin(rows: list[dict], val_size: int) -> float:
-    """One standard error of the schedule's final-epoch validation accuracy on `val_size` images: how far it must
-    be ahead of the final mu to be kept instead."""
-    accuracy = next(final_val_acc(row) for row in rows if row["name"] == "schedule")
+def standard_error(row: dict, val_size: int) -> float:
+    """One standard error of a row's final-epoch validation accuracy on `val_size` images."""
+    accuracy = final_val_acc(row)
     return math.sqrt(accuracy * (1 - accuracy) / val_size)
 
 
 def take_home(rows: list[dict], val_size: int) -> str | None:
     """Which searched loss to keep, by final-epoch validation accuracy (no test data): the final mu (``searched``,
-    one loss), unless the ``schedule`` is ahead of it by more than one standard error (`schedule_margin`), the
-    one-standard-error rule of model selection; None unless both were retrained."""
+    one loss), unless another retrained candidate of `TAKE_HOME` is ahead of it by more than one standard error of
+    its own accuracy (the one-standard-error rule of model selection), then the best of those; None unless the
+    final mu and at least one other candidate were retrained."""
     candidates = {row["name"]: row for row in rows if row["name"] in TAKE_HOME}
-    if len(candidates) < len(TAKE_HOME):
+    if "searched" not in candidates or len(candidates) < 2:
         return None
-    lead = final_val_acc(candidates["schedule"]) - final_val_acc(candidates["searched"])
-    return "schedule" if lead > schedule_margin(rows, val_size) else "searched"
+    final_mu = final_val_acc(candidates["searched"])
+    ahead = [row for name, row in candidates.items()
+             if name != "searched" and final_val_acc(row) - final_mu > standard_error(row, val_size)]
+    return max(ahead, key=final_val_acc)["name"] if ahead else "searched"
 
 
 def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int, val_size: int) -> str:
@@ -235,10 +239,10 @@ def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int
         )
     keep = take_home(rows, val_size)
     if keep:
-        final_val = {row["name"]: final_val_acc(row) for row in rows if row["name"] in TAKE_HOME}
-        lines += ["", f"Take home: {keep}, `{TAKE_HOME[keep]}(\"{run_dir}\")`. Final-epoch validation accuracy: searched "
-                      f"{final_val['searched']:.4f}, schedule {final_val['schedule']:.4f}; the schedule is kept only when "
-                      f"ahead by more than one standard error ({schedule_margin(rows, val_size):.4f} on {val_size} images)."]
+        final_val = ", ".join(f"{row['name']} {final_val_acc(row):.4f}" for row in rows if row["name"] in TAKE_HOME)
+        lines += ["", f"Take home: {keep}, `{TAKE_HOME[keep].format(run=run_dir)}`. Final-epoch validation accuracy: "
+                      f"{final_val}; another is kept instead of the final mu (searched) only when ahead of it by more "
+                      f"than one standard error of its own accuracy (on {val_size} images)."]
     return "\n".join(lines) + "\n"
 
 

@@ -53,10 +53,10 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, output
 
 { nvidia-smi --query-gpu=name,driver_version --format=csv 2>/dev/null; python3 -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/gpu.txt"
 FM=".device_data/FashionMNIST/raw"
-EVAL="python3 -m amlfs.evaluate device=$DEVICE evaluate.seeds=$SEEDS evaluate.rows=[search_model,schedule,searched,ce,gce,sce,nce_rce,mae]"
+EVAL="python3 -m amlfs.evaluate device=$DEVICE evaluate.seeds=$SEEDS evaluate.rows=[search_model,schedule,searched,best_val_mu,ce,gce,sce,nce_rce,mae]"
 if [ "$PART" = 1 ]; then
   POP="python3 scripts/bench_population.py --device $DEVICE --root .device_data --archives $FM --workers 8 --steps $STEPS"
-  step search 90 python3 -m amlfs.search experiment=fashion_mnist_sym40 space=mixture dataset.root=.device_data dataset.archives=$FM \
+  step search 90 python3 -m amlfs.search experiment=fashion_mnist_sym40 dataset.root=.device_data dataset.archives=$FM \
       device=$DEVICE $SIZES hydra.run.dir="$OUT/search"
   step datapath 45 python3 scripts/bench_datapath.py --device $DEVICE --root .device_data --archives $FM --batch-sizes 128 512 \
       --workers 8 --repeats 3 \
@@ -72,7 +72,7 @@ if [ "$PART" = 1 ]; then
   step evaluate_sequential 60 $EVAL run=$OUT/search evaluate.backend=sequential hydra.run.dir="$OUT/evaluate_sequential"
 else
   MNIST=".device_data/MNIST/raw"
-  step mnist_search 90 python3 -m amlfs.search experiment=mnist_sym40 space=mixture dataset.root=.device_data dataset.archives=$MNIST \
+  step mnist_search 90 python3 -m amlfs.search experiment=mnist_sym40 dataset.root=.device_data dataset.archives=$MNIST \
       device=$DEVICE $SIZES hydra.run.dir="$OUT/mnist_search"
   step mnist_evaluate 150 $EVAL run=$OUT/mnist_search evaluate.backend=vectorized hydra.run.dir="$OUT/mnist_evaluate"
   CIFAR=".device_data/cifar10_archives"  # random images in the real format: throughput and wall time, not accuracy

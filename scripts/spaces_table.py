@@ -85,12 +85,12 @@ def search_job(out: Path, protocol: str, cell: str, seed: int) -> None:
     run(command, run_dir.parent / "search.log")
 
 
-def evaluate_job(run_dir: Path, out_dir: Path, rows: list[str], seeds: int, first_seed: int) -> None:
+def evaluate_job(run_dir: Path, out_dir: Path, rows: list[str], seeds: int, first_seed: int, device: str = "cpu") -> None:
     if finished(out_dir / "evaluation.json", "rows") and len(json.loads((out_dir / "evaluation.json").read_text())["rows"]) == len(rows):
         return
     (out_dir / "evaluation.json").unlink(missing_ok=True)  # of other rows: amlfs.evaluate refuses to overwrite it
     command = [sys.executable, "-m", "amlfs.evaluate", f"run={run_dir}", f"evaluate.rows=[{','.join(rows)}]",
-               f"evaluate.seeds={seeds}", f"evaluate.first_seed={first_seed}", f"hydra.run.dir={out_dir}", "device=cpu"]
+               f"evaluate.seeds={seeds}", f"evaluate.first_seed={first_seed}", f"hydra.run.dir={out_dir}", f"device={device}"]
     run(command, out_dir.parent / f"{out_dir.name}.log")
 
 

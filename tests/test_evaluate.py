@@ -7,7 +7,7 @@ import pytest
 from amlfs.config import ConfigError
 from conftest import run_cli
 
-ROWS = ["searched", "schedule", "ce", "label_smoothing", "focal", "gce", "sce", "nce_rce", "poly1", "mae", "search_model"]
+ROWS = ["searched", "best_val_mu", "schedule", "ce", "label_smoothing", "focal", "gce", "sce", "nce_rce", "poly1", "mae", "search_model"]
 
 
 def test_evaluate_writes_every_row(tmp_path):
@@ -32,20 +32,22 @@ def test_evaluate_writes_every_row(tmp_path):
             assert row["runs"][0]["test_acc"] == row["runs"][0]["test_curve"][-1]
     search_model = evaluation["rows"][-1]
     assert search_model["test_acc"] == search_results["final"]["test_acc"]
-    last_val = {row["name"]: sum(r["val_curve"][-1] for r in row["runs"]) / 2 for row in evaluation["rows"][:2]}
+    last_val = {row["name"]: sum(r["val_curve"][-1] for r in row["runs"]) / 2 for row in evaluation["rows"][:3]}
     val_size = round(0.1 * 400)  # the smoke experiment's 400 training images, val_fraction 0.1
-    standard_error = (last_val["schedule"] * (1 - last_val["schedule"]) / val_size) ** 0.5
-    keep = "schedule" if last_val["schedule"] - last_val["searched"] > standard_error else "searched"
+    ahead = {name: acc for name, acc in last_val.items()
+             if name != "searched" and acc - last_val["searched"] > (acc * (1 - acc) / val_size) ** 0.5}
+    keep = max(ahead, key=ahead.get) if ahead else "searched"
     assert evaluation["val_size"] == val_size and evaluation["take_home"] == keep
     table = (out_dir / "evaluation.md").read_text()
     assert all(f"| {name} |" in table for name in ROWS)
-    call = "amlfs.load_schedule" if keep == "schedule" else "amlfs.load_loss"
-    assert f"Take home: {keep}, `{call}(\"{search_dir}\")`" in table
+    call = {"searched": f'amlfs.load_loss("{search_dir}")', "schedule": f'amlfs.load_schedule("{search_dir}")',
+            "best_val_mu": f'amlfs.load_loss("{search_dir}", which="best_val_mu")'}[keep]
+    assert f"Take home: {keep}, `{call}`" in table
     assert (out_dir / "loss_curves.png").stat().st_size > 0
     assert {p.name for p in (out_dir / "tb").iterdir() if p.is_dir()} == set(ROWS)
 
 
-def test_take_home_is_the_final_mu_unless_the_schedule_is_more_than_one_standard_error_ahead():
+def test_take_home_is_the_final_mu_unless_another_candidate_is_more_than_one_standard_error_ahead():
     from amlfs.evaluate import take_home
 
     def row(name, last_vals):  # the first epoch's validation accuracy must not count
@@ -57,7 +59,14 @@ def test_take_home_is_the_final_mu_unless_the_schedule_is_more_than_one_standard
     # 0.64 against 0.60: one standard error of 0.64 is 0.048 on 100 images (ahead by less), 0.015 on 1000 (by more)
     assert take_home([row("searched", [0.60]), row("schedule", [0.64])], 100) == "searched"
     assert take_home([row("searched", [0.60]), row("schedule", [0.64])], 1000) == "schedule"
+    assert take_home([row("searched", [0.60]), row("best_val_mu", [0.64])], 1000) == "best_val_mu"
+    # both ahead by more than one standard error: the higher one; only one ahead by more: that one
+    assert take_home([row("searched", [0.5]), row("schedule", [0.7]), row("best_val_mu", [0.8])], 100) == "best_val_mu"
+    assert take_home([row("searched", [0.5]), row("schedule", [0.8]), row("best_val_mu", [0.7])], 100) == "schedule"
+    assert take_home([row("searched", [0.60]), row("schedule", [0.64]), row("best_val_mu", [0.62])], 1000) == "schedule"
+    assert take_home([row("searched", [0.60]), row("schedule", [0.62]), row("best_val_mu", [0.64])], 100) == "searched"
     assert take_home([row("schedule", [0.7]), row("ce", [0.9])], 100) is None
+    assert take_home([row("searched", [0.7]), row("ce", [0.9])], 100) is None
 
 
 def test_evaluate_refuses_a_missing_run(tmp_path):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import amlfs
 from amlfs.losses import (
     BASELINES, CrossEntropy, FocalLoss, GeneralizedCrossEntropy, LabelSmoothing, MeanAbsoluteError, NCEandRCE,
-    PolyLoss, SearchedLoss, SymmetricCrossEntropy, schedule_thetas,
+    PolyLoss, SearchedLoss, SymmetricCrossEntropy, best_val_mu, schedule_thetas,
 )
 from amlfs.spaces import build_space
 
@@ -87,6 +87,18 @@ def test_load_loss_is_the_space_at_the_final_mu(finished_run):
     assert per_sample.shape == (32,)
     best = amlfs.load_loss(finished_run, which="best_theta")
     assert best.theta.flatten().tolist() == results["final"]["best_theta"]
+    val = [epoch["val_acc"] for epoch in results["epochs"]]
+    best_epoch = val.index(max(val))
+    expected = results["epochs"][best_epoch - 1]["mu"] if best_epoch else space.identity().tolist()
+    assert amlfs.load_loss(finished_run, which="best_val_mu").theta.flatten().tolist() == expected
+
+
+def test_best_val_mu_is_the_mean_the_best_epochs_children_were_sampled_around():
+    space = build_space("mixture")
+    epochs = [{"val_acc": v, "mu": [float(i)] * 5} for i, v in enumerate([0.5, 0.7, 0.9, 0.9, 0.6])]
+    assert best_val_mu({"epochs": epochs}, space) == [1.0] * 5  # epoch 2 (the first of the two best) after epoch 1
+    epochs[0]["val_acc"] = 0.95
+    assert best_val_mu({"epochs": epochs}, space) == [1.0, 0.0, 0.0, 0.0, 0.7]  # epoch 0: the identity, cross-entropy
 
 
 def test_load_schedule_is_each_epochs_best_child(finished_run):
@@ -122,7 +134,7 @@ def test_load_loss_refuses_what_is_not_a_finished_run(tmp_path):
 
 def test_load_loss_refuses_a_bad_which_and_a_theta_of_another_space(finished_run):
     for which in ("val_acc", "loss", "final"):
-        with pytest.raises(ValueError, match=f"which='{which}': choose mu or best_theta"):
+        with pytest.raises(ValueError, match=f"which='{which}': choose one of mu, best_val_mu, best_theta"):
             amlfs.load_loss(finished_run, which=which)
     with pytest.raises(ValueError, match="theta has 3 values; space 'mixture' takes 5"):
         SearchedLoss(build_space("mixture"), torch.zeros(3))

@@ -2,7 +2,7 @@
 
 from amlfs.losses.classic import CrossEntropy, FocalLoss, LabelSmoothing, PolyLoss
 from amlfs.losses.robust import GeneralizedCrossEntropy, MeanAbsoluteError, NCEandRCE, SymmetricCrossEntropy
-from amlfs.losses.searched import SearchedLoss, load_loss, load_schedule, schedule_thetas
+from amlfs.losses.searched import SearchedLoss, best_val_mu, load_loss, load_schedule, schedule_thetas
 
 BASELINES = {
     "ce": CrossEntropy,
@@ -18,5 +18,6 @@ BASELINES = {
 
 __all__ = [
     "BASELINES", "CrossEntropy", "FocalLoss", "GeneralizedCrossEntropy", "LabelSmoothing", "MeanAbsoluteError",
-    "NCEandRCE", "PolyLoss", "SearchedLoss", "SymmetricCrossEntropy", "load_loss", "load_schedule", "schedule_thetas",
+    "NCEandRCE", "PolyLoss", "SearchedLoss", "SymmetricCrossEntropy", "best_val_mu", "load_loss", "load_schedule",
+    "schedule_thetas",
 ]

@@ -7,8 +7,11 @@ import torch.nn as nn
 
 from amlfs.config import with_defaults
 from amlfs.losses import reduction as reductions
-from amlfs.results import FILE as RESULTS_FILE, read_results
+from amlfs.results import FILE as RESULTS_FILE, best_val_epoch, read_results
 from amlfs.spaces import LossSpace, space_of
+
+
+WHICH_LOSS = ("mu", "best_val_mu", "best_theta")
 
 
 class SearchedLoss(nn.Module):
@@ -53,14 +56,24 @@ def _finished_search(run_dir: str | Path, which: str) -> tuple[dict, LossSpace]:
 
 
 def load_loss(run_dir: str | Path, reduction: str = "mean", which: str = "mu") -> SearchedLoss:
-    """The loss a finished search found: `which` = "mu" (the controller's final mean) or "best_theta".
+    """The loss a finished search found: `which` = "mu" (the controller's final mean), "best_val_mu" (its mean at
+    the search's best validation epoch, `best_val_mu`) or "best_theta" (the final epoch's best child).
 
     Needs only the run's results.json; no Hydra, no config files.
     """
-    if which not in ("mu", "best_theta"):
-        raise ValueError(f"which={which!r}: choose mu or best_theta")
-    results, space = _finished_search(run_dir, which)
-    return SearchedLoss(space, torch.tensor(results["final"][which], dtype=torch.float64), reduction)
+    if which not in WHICH_LOSS:
+        raise ValueError(f"which={which!r}: choose one of {', '.join(WHICH_LOSS)}")
+    results, space = _finished_search(run_dir, "best_theta" if which == "best_theta" else "mu")
+    theta = best_val_mu(results, space) if which == "best_val_mu" else results["final"][which]
+    return SearchedLoss(space, torch.tensor(theta, dtype=torch.float64), reduction)
+
+
+def best_val_mu(results: dict, space: LossSpace) -> list[float]:
+    """The controller's mean in effect at the search's best validation epoch: the centre that epoch's children were
+    sampled around (the mean after the epoch before; the identity at epoch 0). The final mean can drift on to losses
+    that keep a trained model but do not train one from scratch; this one was in use when the model was best."""
+    best = best_val_epoch(results["epochs"])
+    return results["epochs"][best - 1]["mu"] if best > 0 else space.identity().tolist()
 
 
 def schedule_thetas(results: dict) -> list[list[float]]:
