@@ -20,12 +20,11 @@ again.
 import argparse
 import json
 import statistics
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from amlfs.evaluate import take_home
-from spaces_table import BASELINES, PROTOCOLS, ROOT, cells_of, evaluate_job, finished, run
+from spaces_table import BASELINES, PROTOCOLS, ROOT, cells_of, evaluate_job, search_run
 
 SEARCHED = {"searched": ["searched", "schedule", "search_model"], "best_val_mu": ["best_val_mu"]}
 """The searched rows' evaluations: folder -> rows."""
@@ -36,12 +35,7 @@ ROW_NAMES = {"take_home": "`take_home` (final mu, unless another candidate is 1 
 
 
 def search(protocol: str, seed: int, run_dir: Path, device: str, extra: list[str]) -> None:
-    if finished(run_dir / "results.json", "final"):
-        return
-    resume = ["resume=true"] if (run_dir / "checkpoints").exists() else []
-    command = [sys.executable, "-m", "amlfs.search", *PROTOCOLS[protocol].split(), *extra, f"seed={seed}",
-               f"hydra.run.dir={run_dir}", f"device={device}", *resume]
-    run(command, run_dir.parent / f"{run_dir.name}.log")
+    search_run(run_dir, [*PROTOCOLS[protocol].split(), *extra, f"seed={seed}"], run_dir.parent / f"{run_dir.name}.log", device)
 
 
 def searched_job(protocol: str, seed: int, base: Path, device: str) -> None:

@@ -75,14 +75,18 @@ def finished(path: Path, key: str) -> bool:
         return False
 
 
-def search_job(out: Path, protocol: str, cell: str, seed: int) -> None:
-    run_dir = out / cell_dir(cell) / f"seed{seed}" / "search"
+def search_run(run_dir: Path, overrides: list[str], log: Path, device: str = "cpu") -> None:
+    """One ``amlfs.search`` with `overrides` into `run_dir`: skipped once finished, resumed from its checkpoints."""
     if finished(run_dir / "results.json", "final"):
         return
     resume = ["resume=true"] if (run_dir / "checkpoints").exists() else []
-    command = [sys.executable, "-m", "amlfs.search", *PROTOCOLS[protocol].split(), *SCALE.split(),
-               *search_overrides(cell), f"seed={seed}", f"hydra.run.dir={run_dir}", "device=cpu", *resume]
-    run(command, run_dir.parent / "search.log")
+    run([sys.executable, "-m", "amlfs.search", *overrides, f"hydra.run.dir={run_dir}", f"device={device}", *resume], log)
+
+
+def search_job(out: Path, protocol: str, cell: str, seed: int) -> None:
+    run_dir = out / cell_dir(cell) / f"seed{seed}" / "search"
+    overrides = [*PROTOCOLS[protocol].split(), *SCALE.split(), *search_overrides(cell), f"seed={seed}"]
+    search_run(run_dir, overrides, run_dir.parent / "search.log")
 
 
 def evaluate_job(run_dir: Path, out_dir: Path, rows: list[str], seeds: int, first_seed: int, device: str = "cpu") -> None:
