@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from amlfs.evaluate import take_home
-from spaces_table import BASELINES, PROTOCOLS, ROOT, cells_of, evaluate_job, search_run
+from spaces_table import BASELINES, PROTOCOLS, ROOT, cells_of, evaluate_job, reward_strength, search_run
 
 SEARCHED = {"searched": ["searched", "schedule", "search_model"], "best_val_mu": ["best_val_mu"]}
 """The searched rows' evaluations: folder -> rows."""
@@ -61,10 +61,11 @@ def evaluations(base: Path) -> tuple[dict[str, dict], int]:
 
 def table(out: Path, seeds: list[int]) -> str:
     pairs: dict[str, list[tuple[float, float]]] = {}
-    lines_per_search = []
+    lines_per_search, all_rows = [], []
     for seed in seeds:
         base = out / f"seed{seed}"
         rows, val_size = evaluations(base)
+        all_rows.append(rows)
         kept = take_home(list(rows.values()), val_size)
         for name, row in rows.items():
             pairs.setdefault(name, []).append((row["test_acc"], row["test_acc_at_best_val"]))
@@ -80,7 +81,8 @@ def table(out: Path, seeds: list[int]) -> str:
     for name in [*ROW_NAMES, *BASELINES]:
         label = ROW_NAMES.get(name, name) + (" (best hand-crafted)" if name == best else "")
         lines.append(f"| {label} | {cells_of(pairs[name])} |")
-    return "\n".join(lines + ["", *lines_per_search]) + "\n"
+    hand_crafted = [run for seed_rows in all_rows for name in BASELINES for run in seed_rows[name]["runs"]]
+    return "\n".join(lines + ["", reward_strength(hand_crafted), "", *lines_per_search]) + "\n"
 
 
 def main() -> None:

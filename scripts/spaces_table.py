@@ -155,6 +155,14 @@ def baseline_runs(out: Path, seeds: int) -> dict[str, list[dict]]:
     return runs
 
 
+def reward_strength(runs: list[dict]) -> str:
+    """How far the final-epoch validation accuracy of `runs` (hand-crafted retrainings) moves per point of test
+    accuracy: least squares over the runs, as a line of the table's notes."""
+    slope = statistics.linear_regression([r["test_acc"] for r in runs], [r["val_curve"][-1] for r in runs]).slope
+    return (f"Reward strength: the hand-crafted runs' final-epoch validation accuracy moves {slope:.2f} points per "
+            f"point of test accuracy (least squares over {len(runs)} runs).")
+
+
 def table(out: Path, cells: list[str], seeds: int, baseline_seeds: int) -> str:
     lines = ["| loss | test accuracy, final epoch (%) | at the best-validation epoch (%) |", "|---|---:|---:|"]
     baselines = baseline_runs(out, baseline_seeds)
@@ -166,10 +174,7 @@ def table(out: Path, cells: list[str], seeds: int, baseline_seeds: int) -> str:
     for name in cells:
         for row, values in cell_values(runs_of[name]).items():
             lines.append(f"| {name} {SEARCHED_ROWS[row]} | {cells_of(values)} |")
-    runs = [run for row_runs in baselines.values() for run in row_runs]
-    slope = statistics.linear_regression([r["test_acc"] for r in runs], [r["val_curve"][-1] for r in runs]).slope
-    lines += ["", f"Reward strength: the hand-crafted runs' final-epoch validation accuracy moves {slope:.2f} points per "
-                  f"point of test accuracy (least squares over {len(runs)} runs)."]
+    lines += ["", reward_strength([run for row_runs in baselines.values() for run in row_runs])]
     for name in cells:
         epochs = [e for results, _ in runs_of[name] for e in results["epochs"]]
         tied = sum(max(e["rewards"]) == min(e["rewards"]) for e in epochs)
