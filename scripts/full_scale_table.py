@@ -10,8 +10,8 @@ controller, B and epochs) and each search seed k (which also draws the data spli
   then ``amlfs.evaluate`` of the hand-crafted losses on it, evaluation seed k;
 
 two jobs at a time with one torch thread each, then prints mean +- std over the seeds of the test accuracy at the final
-epoch and at the best-validation epoch, with the candidate `amlfs.evaluate`'s ``take_home`` rule keeps, and one line
-per search. Finished runs are kept and skipped and a killed search resumes, so the script can be stopped and started
+epoch and at the best-validation epoch, with the candidate `amlfs.evaluate`'s ``take_home`` rule keeps, the reward
+strength of the hand-crafted runs (``spaces_table.reward_strength``), and one line per search. Finished runs are kept and skipped and a killed search resumes, so the script can be stopped and started
 again.
 
     python scripts/full_scale_table.py fashion_mnist_sym40 --seeds 0 1 2
