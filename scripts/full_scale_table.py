@@ -11,8 +11,8 @@ controller, B and epochs) and each search seed k (which also draws the data spli
 
 two jobs at a time with one torch thread each, then prints mean +- std over the seeds of the test accuracy at the final
 epoch and at the best-validation epoch, with the candidate `amlfs.evaluate`'s ``take_home`` rule keeps, the reward
-strength of the hand-crafted runs (``spaces_table.reward_strength``), and one line per search. Finished runs are kept and skipped and a killed search resumes, so the script can be stopped and started
-again.
+strength of the hand-crafted runs (``spaces_table.reward_strength``), and one line per search. Finished runs are
+kept and skipped and a killed search resumes, so the script can be stopped and started again.
 
     python scripts/full_scale_table.py fashion_mnist_sym40 --seeds 0 1 2
 """
@@ -61,11 +61,11 @@ def evaluations(base: Path) -> tuple[dict[str, dict], int]:
 
 def table(out: Path, seeds: list[int]) -> str:
     pairs: dict[str, list[tuple[float, float]]] = {}
-    lines_per_search, all_rows = [], []
+    lines_per_search, hand_crafted = [], []
     for seed in seeds:
         base = out / f"seed{seed}"
         rows, val_size = evaluations(base)
-        all_rows.append(rows)
+        hand_crafted += [run for name in BASELINES for run in rows[name]["runs"]]
         kept = take_home(list(rows.values()), val_size)
         for name, row in rows.items():
             pairs.setdefault(name, []).append((row["test_acc"], row["test_acc_at_best_val"]))
@@ -81,7 +81,6 @@ def table(out: Path, seeds: list[int]) -> str:
     for name in [*ROW_NAMES, *BASELINES]:
         label = ROW_NAMES.get(name, name) + (" (best hand-crafted)" if name == best else "")
         lines.append(f"| {label} | {cells_of(pairs[name])} |")
-    hand_crafted = [run for seed_rows in all_rows for name in BASELINES for run in seed_rows[name]["runs"]]
     return "\n".join(lines + ["", reward_strength(hand_crafted), "", *lines_per_search]) + "\n"
 
 
