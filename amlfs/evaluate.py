@@ -215,6 +215,24 @@ def take_home(rows: list[dict], val_size: int) -> str | None:
     return max(ahead, key=final_val_acc)["name"] if ahead else "searched"
 
 
+def hand_crafted_pick(rows: list[dict]) -> str | None:
+    """The retrained hand-crafted loss with the best final-epoch validation accuracy (what validation picks without
+    the search); None when none was retrained."""
+    hand_crafted = [row for row in rows if row["name"] in BASELINES]
+    return max(hand_crafted, key=final_val_acc)["name"] if hand_crafted else None
+
+
+def recommended(rows: list[dict], val_size: int) -> str | None:
+    """What to train with: `take_home`, unless the `hand_crafted_pick` is ahead of it in final-epoch validation
+    accuracy by more than one standard error of its own accuracy (the same rule); None unless both exist."""
+    keep, pick = take_home(rows, val_size), hand_crafted_pick(rows)
+    if keep is None or pick is None:
+        return None
+    by_name = {row["name"]: row for row in rows}
+    ahead = final_val_acc(by_name[pick]) - final_val_acc(by_name[keep]) > standard_error(by_name[pick], val_size)
+    return pick if ahead else keep
+
+
 def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int, val_size: int) -> str:
     noise = search_cfg.dataset.noise
     lines = [
@@ -243,6 +261,13 @@ def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int
         lines += ["", f"Take home: {keep}, `{TAKE_HOME[keep].format(run=run_dir)}`. Final-epoch validation accuracy: "
                       f"{final_val}; another is kept instead of the final mu (searched) only when ahead of it by more "
                       f"than one standard error of its own accuracy (on {val_size} images)."]
+    choice, pick = recommended(rows, val_size), hand_crafted_pick(rows)
+    if choice:
+        call = f'amlfs.losses.BASELINES["{choice}"]()' if choice == pick else TAKE_HOME[choice].format(run=run_dir)
+        by_name = {row["name"]: row for row in rows}
+        lines += ["", f"Recommended: {choice}, `{call}`. The hand-crafted loss validation picks, {pick} "
+                      f"({final_val_acc(by_name[pick]):.4f}), replaces the take-home loss "
+                      f"({final_val_acc(by_name[keep]):.4f}) only when ahead of it by more than one standard error."]
     return "\n".join(lines) + "\n"
 
 
@@ -327,7 +352,8 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
         row_writer.close()
         evaluation = {"run": str(run_dir), "seeds": cfg.evaluate.seeds, "first_seed": cfg.evaluate.first_seed,
                       "baseline_head": cfg.evaluate.baseline_head, "val_size": len(data.val), "rows": rows,
-                      "take_home": take_home(rows, len(data.val))}
+                      "take_home": take_home(rows, len(data.val)), "hand_crafted_pick": hand_crafted_pick(rows),
+                      "recommended": recommended(rows, len(data.val))}
         atomic.write_json(out_dir / "evaluation.json", evaluation)
     figure = probability_curves(p, curves, f"losses as functions of p_y ({data.num_classes} classes, the rest sharing 1 - p_y)")
     figure.savefig(out_dir / "loss_curves.png", dpi=120)

@@ -10,11 +10,15 @@ controller, B and epochs) and each search seed k (which also draws the data spli
   then ``amlfs.evaluate`` of the hand-crafted losses on it, evaluation seed k;
 
 two jobs at a time with one torch thread each, then prints mean +- std over the seeds of the test accuracy at the final
-epoch and at the best-validation epoch, with the candidate `amlfs.evaluate`'s ``take_home`` rule keeps, the reward
-strength of the hand-crafted runs (``spaces_table.reward_strength``), and one line per search. Finished runs are
-kept and skipped and a killed search resumes, so the script can be stopped and started again.
+epoch and at the best-validation epoch, with the choices `amlfs.evaluate` makes by validation (``take_home``, the
+searched loss to keep; ``hand_crafted_pick``, what a user without the search would pick; ``recommended``), the reward
+strength of the hand-crafted runs (``spaces_table.reward_strength``), and one line per search.
+``--override KEY=VALUE`` changes every run of the protocol, searched and hand-crafted alike, into a folder of its own
+(``fashion_mnist_asym40-dataset.noise.validation-clean`` below). Finished runs are kept and skipped and a killed
+search resumes, so the script can be stopped and started again.
 
     python scripts/full_scale_table.py fashion_mnist_sym40 --seeds 0 1 2
+    python scripts/full_scale_table.py fashion_mnist_asym40 --override dataset.noise.validation=clean
 """
 
 import argparse
@@ -23,29 +27,31 @@ import statistics
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from amlfs.evaluate import take_home
-from spaces_table import BASELINES, PROTOCOLS, ROOT, cells_of, evaluate_job, reward_strength, search_run
+from amlfs.evaluate import hand_crafted_pick, recommended, take_home
+from spaces_table import BASELINES, PROTOCOLS, ROOT, cell_dir, cells_of, evaluate_job, reward_strength, search_run
 
 SEARCHED = {"searched": ["searched", "schedule", "search_model"], "best_val_mu": ["best_val_mu"]}
 """The searched rows' evaluations: folder -> rows."""
 ROW_NAMES = {"take_home": "`take_home` (final mu, unless another candidate is 1 SE ahead on validation)",
              "searched": "final mu from scratch", "best_val_mu": "mu of the best validation epoch from scratch",
-             "schedule": "schedule from scratch", "search_model": "search's own model"}
-"""The searched rows in the table's order, with their labels."""
+             "schedule": "schedule from scratch", "search_model": "search's own model",
+             "hand_crafted_pick": "hand-crafted loss picked by validation",
+             "recommended": "recommended (`take_home`, or the hand-crafted pick when 1 SE ahead on validation)"}
+"""The searched rows and the choices by validation in the table's order, with their labels."""
 
 
 def search(protocol: str, seed: int, run_dir: Path, device: str, extra: list[str]) -> None:
     search_run(run_dir, [*PROTOCOLS[protocol].split(), *extra, f"seed={seed}"], run_dir.parent / f"{run_dir.name}.log", device)
 
 
-def searched_job(protocol: str, seed: int, base: Path, device: str) -> None:
-    search(protocol, seed, base / "search", device, [])
+def searched_job(protocol: str, seed: int, base: Path, device: str, overrides: list[str]) -> None:
+    search(protocol, seed, base / "search", device, overrides)
     for folder, rows in SEARCHED.items():
         evaluate_job(base / "search", base / folder, rows, 1, seed, device)
 
 
-def baselines_job(protocol: str, seed: int, base: Path, device: str) -> None:
-    search(protocol, seed, base / "ce", device, ["space=ce", "search.population=1"])
+def baselines_job(protocol: str, seed: int, base: Path, device: str, overrides: list[str]) -> None:
+    search(protocol, seed, base / "ce", device, [*overrides, "space=ce", "search.population=1"])
     evaluate_job(base / "ce", base / "baselines", BASELINES, 1, seed, device)
 
 
@@ -66,15 +72,19 @@ def table(out: Path, seeds: list[int]) -> str:
         base = out / f"seed{seed}"
         rows, val_size = evaluations(base)
         hand_crafted += [run for name in BASELINES for run in rows[name]["runs"]]
-        kept = take_home(list(rows.values()), val_size)
+        retrained = list(rows.values())
+        chosen = {"take_home": take_home(retrained, val_size), "hand_crafted_pick": hand_crafted_pick(retrained),
+                  "recommended": recommended(retrained, val_size)}
         for name, row in rows.items():
             pairs.setdefault(name, []).append((row["test_acc"], row["test_acc_at_best_val"]))
-        pairs.setdefault("take_home", []).append((rows[kept]["test_acc"], rows[kept]["test_acc_at_best_val"]))
+        for choice, name in chosen.items():
+            pairs.setdefault(choice, []).append((rows[name]["test_acc"], rows[name]["test_acc_at_best_val"]))
         results = json.loads((base / "search" / "results.json").read_text())
         loss = ", ".join(f"{key} {value:.3g}" for key, value in results["final"]["loss"].items())
         minutes = sum(epoch["seconds"] for epoch in results["epochs"]) / 60
         accuracies = ", ".join(f"{name} {100 * row['test_acc']:.2f}" for name, row in rows.items())
-        lines_per_search.append(f"- seed {seed}: final mu {loss}; take_home = {kept}; {accuracies}; "
+        choices = ", ".join(f"{choice} = {name}" for choice, name in chosen.items())
+        lines_per_search.append(f"- seed {seed}: final mu {loss}; {choices}; {accuracies}; "
                                 f"search {minutes:.1f} min on {results['environment']['device_name']}")
     best = max(BASELINES, key=lambda name: statistics.fmean(final for final, _ in pairs[name]))
     lines = [f"| test accuracy in %, {len(seeds)} seeds | final epoch | at the best-validation epoch |", "|---|---:|---:|"]
@@ -91,10 +101,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "full")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Hydra override for every run of the protocol (repeatable); the runs get a folder of their own")
     args = parser.parse_args()
-    out = args.out / args.protocol
+    out = args.out / cell_dir(":".join([args.protocol, *args.override]))
     with ThreadPoolExecutor(args.jobs) as pool:
-        jobs = [pool.submit(job, args.protocol, seed, out / f"seed{seed}", args.device)
+        jobs = [pool.submit(job, args.protocol, seed, out / f"seed{seed}", args.device, args.override)
                 for seed in args.seeds for job in (searched_job, baselines_job)]
         for future in jobs:
             future.result()

@@ -43,6 +43,12 @@ def test_evaluate_writes_every_row(tmp_path):
     call = {"searched": f'amlfs.load_loss("{search_dir}")', "schedule": f'amlfs.load_schedule("{search_dir}")',
             "best_val_mu": f'amlfs.load_loss("{search_dir}", which="best_val_mu")'}[keep]
     assert f"Take home: {keep}, `{call}`" in table
+    hand_crafted = {row["name"]: sum(r["val_curve"][-1] for r in row["runs"]) / 2 for row in evaluation["rows"][3:-1]}
+    pick = max(hand_crafted, key=hand_crafted.get)
+    ahead = hand_crafted[pick] - last_val[keep] > (hand_crafted[pick] * (1 - hand_crafted[pick]) / val_size) ** 0.5
+    assert evaluation["hand_crafted_pick"] == pick and evaluation["recommended"] == (pick if ahead else keep)
+    recommended_call = f'amlfs.losses.BASELINES["{pick}"]()' if ahead else call
+    assert f"Recommended: {evaluation['recommended']}, `{recommended_call}`" in table
     assert (out_dir / "loss_curves.png").stat().st_size > 0
     assert {p.name for p in (out_dir / "tb").iterdir() if p.is_dir()} == set(ROWS)
 
@@ -67,6 +73,23 @@ def test_take_home_is_the_final_mu_unless_another_candidate_is_more_than_one_sta
     assert take_home([row("searched", [0.60]), row("schedule", [0.62]), row("best_val_mu", [0.64])], 100) == "searched"
     assert take_home([row("schedule", [0.7]), row("ce", [0.9])], 100) is None
     assert take_home([row("searched", [0.7]), row("ce", [0.9])], 100) is None
+
+
+def test_recommended_is_the_take_home_loss_unless_the_hand_crafted_pick_is_more_than_one_standard_error_ahead():
+    from amlfs.evaluate import hand_crafted_pick, recommended
+
+    def row(name, last_val):
+        return {"name": name, "runs": [{"val_curve": [0.95, last_val]}]}
+
+    searched = [row("searched", 0.60), row("schedule", 0.58)]
+    assert hand_crafted_pick([*searched, row("sce", 0.62), row("mae", 0.64), row("ce", 0.63)]) == "mae"
+    # mae 0.64 against the take-home 0.60: one standard error of 0.64 is 0.048 on 100 images, 0.015 on 1000
+    assert recommended([*searched, row("sce", 0.62), row("mae", 0.64)], 100) == "searched"
+    assert recommended([*searched, row("sce", 0.62), row("mae", 0.64)], 1000) == "mae"
+    assert recommended([row("searched", 0.5), row("schedule", 0.7), row("gce", 0.72)], 100) == "schedule"
+    assert recommended([row("searched", 0.5), row("schedule", 0.7), row("gce", 0.8)], 100) == "gce"
+    assert hand_crafted_pick(searched) is None and recommended(searched, 100) is None
+    assert recommended([row("searched", 0.5), row("gce", 0.8)], 100) is None  # no take-home loss without a second candidate
 
 
 def test_evaluate_refuses_a_missing_run(tmp_path):
