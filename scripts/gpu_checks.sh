@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The GPU figures BENCHMARKS.md still lacks, in two parts of one device call each (step limits add up to under 600 s).
+# The GPU figures of BENCHMARKS.md, in two parts of one device call each. Taken on an H200 on 2026-11-29: every step
+# but the two noisy-label tables (evaluate_vectorized, mnist_evaluate: 9 rows x 3 seeds, about 14 s per training
+# there), which each need a call of their own: ONLY="search evaluate_vectorized", then PART=2 ONLY="mnist_search
+# mnist_evaluate". With ONLY unset a part's step limits add up to more than 600 s.
 # PART=1 (default): the Fashion-MNIST search and table, data path, population backends, bf16, channels-last, compile.
 # PART=2: the MNIST search and table, ResNet-20 on generated CIFAR-10-format data, torchrun (NCCL) against one process.
 # Here first: scripts/gpu_prepare.sh (wheels into .gpu-wheels/, archives into .device_data/), then the device call
 # with carry [".gpu-wheels", ".device_data"]. Results land in $OUT (or ./gpu_out). Each step has its own time limit
 # and a failed step does not stop the ones after it; steps.txt lists how each one ended. A missing package stops the
-# script at once. Rehearse it here first: DEVICE=cpu SMALL=1 [PART=2] scripts/gpu_checks.sh
+# script at once. ONLY="step names" runs only those steps of the part. Rehearse it here first:
+# DEVICE=cpu SMALL=1 [PART=2] scripts/gpu_checks.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # amlfs from this checkout: nothing is pip-installed there
@@ -41,9 +45,10 @@ else
   SIZES=""; STEPS=40; SEEDS=3; CIFAR_SIZE="train=50000, test=10000"; SLOW=1
 fi
 
-step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, output to $OUT/NAME.txt
+step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, output to $OUT/NAME.txt; ONLY="NAME ..." runs those alone
   local name=$1 limit=$(($2 * SLOW))
   shift 2
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
   local started=$SECONDS
   timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
   local rc=$?
@@ -68,13 +73,13 @@ if [ "$PART" = 1 ]; then
   step population_compile 60 $POP --batch-sizes 128 --populations 8 --repeats 1 --compile default --json "$OUT/population_compile.json"
   step population_cudagraphs 60 $POP --batch-sizes 128 --populations 8 --repeats 1 --compile reduce-overhead \
       --json "$OUT/population_cudagraphs.json"
-  step evaluate_vectorized 90 $EVAL run=$OUT/search evaluate.backend=vectorized hydra.run.dir="$OUT/evaluate_vectorized"
+  step evaluate_vectorized 420 $EVAL run=$OUT/search evaluate.backend=vectorized hydra.run.dir="$OUT/evaluate_vectorized"
   step evaluate_sequential 60 $EVAL run=$OUT/search evaluate.backend=sequential hydra.run.dir="$OUT/evaluate_sequential"
 else
   MNIST=".device_data/MNIST/raw"
   step mnist_search 90 python3 -m amlfs.search experiment=mnist_sym40 dataset.root=.device_data dataset.archives=$MNIST \
       device=$DEVICE $SIZES hydra.run.dir="$OUT/mnist_search"
-  step mnist_evaluate 150 $EVAL run=$OUT/mnist_search evaluate.backend=vectorized hydra.run.dir="$OUT/mnist_evaluate"
+  step mnist_evaluate 420 $EVAL run=$OUT/mnist_search evaluate.backend=vectorized hydra.run.dir="$OUT/mnist_evaluate"
   CIFAR=".device_data/cifar10_archives"  # random images in the real format: throughput and wall time, not accuracy
   step cifar_data 40 python3 -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from fake_cifar import write_cifar_archive
 write_cifar_archive(Path('$CIFAR'), 'cifar10', $CIFAR_SIZE)"
