@@ -201,6 +201,12 @@ def standard_error(row: dict, val_size: int) -> float:
     return math.sqrt(accuracy * (1 - accuracy) / val_size)
 
 
+def clearly_ahead(row: dict, other: dict, val_size: int) -> bool:
+    """The one-standard-error rule: `row`'s final-epoch validation accuracy beats `other`'s by more than one standard
+    error of its own."""
+    return final_val_acc(row) - final_val_acc(other) > standard_error(row, val_size)
+
+
 def take_home(rows: list[dict], val_size: int) -> str | None:
     """Which searched loss to keep, by final-epoch validation accuracy (no test data): the final mu (``searched``,
     one loss), unless another retrained candidate of `TAKE_HOME` is ahead of it by more than one standard error of
@@ -209,9 +215,7 @@ def take_home(rows: list[dict], val_size: int) -> str | None:
     candidates = {row["name"]: row for row in rows if row["name"] in TAKE_HOME}
     if "searched" not in candidates or len(candidates) < 2:
         return None
-    final_mu = final_val_acc(candidates["searched"])
-    ahead = [row for name, row in candidates.items()
-             if name != "searched" and final_val_acc(row) - final_mu > standard_error(row, val_size)]
+    ahead = [row for name, row in candidates.items() if name != "searched" and clearly_ahead(row, candidates["searched"], val_size)]
     return max(ahead, key=final_val_acc)["name"] if ahead else "searched"
 
 
@@ -229,8 +233,7 @@ def recommended(rows: list[dict], val_size: int) -> str | None:
     if keep is None or pick is None:
         return None
     by_name = {row["name"]: row for row in rows}
-    ahead = final_val_acc(by_name[pick]) - final_val_acc(by_name[keep]) > standard_error(by_name[pick], val_size)
-    return pick if ahead else keep
+    return pick if clearly_ahead(by_name[pick], by_name[keep], val_size) else keep
 
 
 def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int, val_size: int) -> str:
