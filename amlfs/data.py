@@ -87,6 +87,17 @@ class DeviceData:
                 images = random_crop_flip(images, self.crop_padding, generator)
             yield self.normalise(images), self.train.labels[index]
 
+    def stacked_train_batches(self, streams: list[tuple[torch.Tensor, torch.Generator]], batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches `train_batches` gives each stream (its order, its generator), stacked along a leading
+        dimension [streams, batch, ...]: one index gather and one normalisation for all streams per step."""
+        orders = torch.stack([order for order, _ in streams])
+        for start in range(0, orders.shape[1], batch_size):
+            index = orders[:, start : start + batch_size]
+            images = self.train.images[index]
+            if self.augment:
+                images = torch.stack([random_crop_flip(part, self.crop_padding, generator) for part, (_, generator) in zip(images, streams)])
+            yield self.normalise(images.flatten(0, 1)).unflatten(0, index.shape), self.train.labels[index]
+
     def eval_batches(self, split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(split), batch_size):
             yield self.normalise(split.images[start : start + batch_size]), split.labels[start : start + batch_size]

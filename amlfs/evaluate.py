@@ -6,6 +6,7 @@ Every row trains the search's model on the search's data (and noise) for the sea
 its batch size and fixed Adam, once per seed; seed s gives every row the same initial weights and batch order.
 """
 
+import itertools
 import logging
 import math
 import statistics
@@ -107,11 +108,29 @@ def run_record(seed: int, val: list[float], test: list[float], seconds: float, f
     }
 
 
+def same_loss_runs(criteria: list[torch.nn.Module]) -> list[tuple[torch.nn.Module, int, int]]:
+    """(criterion, start, stop) for each run of consecutive jobs that train with the same criterion object."""
+    runs, start = [], 0
+    for _, run in itertools.groupby(criteria, key=id):
+        run = list(run)
+        runs.append((run[0], start, start + len(run)))
+        start += len(run)
+    return runs
+
+
+def stacked_losses(runs: list[tuple[torch.nn.Module, int, int]], outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each copy's mean loss [copies] on its slice of `outputs` [copies, N, C]: one criterion call per run of copies
+    that share it (a row's seeds), the per-sample losses averaged per copy."""
+    return torch.cat([criterion.unreduced(outputs[start:stop].flatten(0, 1), labels[start:stop].flatten())
+                      .view(stop - start, -1).mean(-1) for criterion, start, stop in runs])
+
+
 def retrain_stacked(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceData, jobs: list[tuple[list, int]],
                     device, dtype) -> list[dict]:
     """Several retrainings (`jobs`: each epoch's losses, seed) at once as one stacked model: what `retrain` gives
     each of them, with one forward and backward pass over all copies per step, each copy's own loss on its own
-    slice of the logits, its own batches and one Adam over the stacked parameters (= one Adam per copy)."""
+    slice of the logits, its own batches and one Adam over the stacked parameters (= one Adam per copy). Jobs that
+    share a loss object (one row's seeds) are best placed next to each other: their losses take one call."""
     train = search_cfg.train
     models = []
     for _, seed in jobs:
@@ -130,12 +149,11 @@ def retrain_stacked(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceD
     with progress(epochs * steps_per_epoch(len(data.train), train.batch_size), f"{size} retrainings") as bar:
         for epoch in range(epochs):
             streams = [epoch_stream(len(data.train), derive_seed(seed, "evaluate", "batches", epoch), device) for _, seed in jobs]
+            runs = same_loss_runs([losses_[epoch] for losses_, _ in jobs])
             model.train()
-            for batch in zip(*(data.train_batches(order, train.batch_size, generator) for order, generator in streams)):
-                images, labels = (torch.stack(part) for part in zip(*batch))
+            for images, labels in data.stacked_train_batches(streams, train.batch_size):
                 with autocast(device, train.autocast):
-                    outputs = logits(params, buffers, images, True)
-                    losses = torch.stack([losses_[epoch](outputs[i], labels[i]) for i, (losses_, _) in enumerate(jobs)])
+                    losses = stacked_losses(runs, logits(params, buffers, images, True), labels)
                 optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()
                 learned |= nonzero_gradient(list(params.values()), size)

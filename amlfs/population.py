@@ -139,10 +139,7 @@ class VectorizedPopulation(Population):
             order, generator = self.stream(epoch, 0)
             yield from self.data.train_batches(order, self.train_cfg.batch_size, generator)
             return
-        streams = [self.stream(epoch, i) for i in range(self.size)]
-        for batch in zip(*(self.data.train_batches(order, self.train_cfg.batch_size, generator) for order, generator in streams)):
-            images, labels = zip(*batch)
-            yield torch.stack(images), torch.stack(labels)
+        yield from self.data.stacked_train_batches([self.stream(epoch, i) for i in range(self.size)], self.train_cfg.batch_size)
 
     def train(self, thetas: torch.Tensor, epoch: int) -> EpochOutcome:
         if len(thetas) != self.size:

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The GPU figures of BENCHMARKS.md, in two parts of one device call each. Taken on an H200 on 2026-11-29: every step
 # but the two noisy-label tables (evaluate_vectorized, mnist_evaluate: 9 rows x 3 seeds, about 14 s per training
-# there), which each need a call of their own: ONLY="search evaluate_vectorized", then PART=2 ONLY="mnist_search
-# mnist_evaluate". With ONLY unset a part's step limits add up to more than 600 s.
-# PART=1 (default): the Fashion-MNIST search and table, data path, population backends, bf16, channels-last, compile.
+# there before the stacked evaluation batched its losses and batches), the stacked-evaluation benchmark and the
+# CUDA-graphs search. Next: ONLY="search stacked_evaluation evaluate_vectorized search_cudagraphs cudagraphs_vs_plain",
+# then PART=2 ONLY="mnist_search mnist_evaluate". With ONLY unset a part's step limits add up to more than 600 s.
+# PART=1 (default): the Fashion-MNIST search and table, data path, population backends, bf16, channels-last, compile,
+# the stacked evaluation's step, a search with CUDA graphs against the plain one.
 # PART=2: the MNIST search and table, ResNet-20 on generated CIFAR-10-format data, torchrun (NCCL) against one process.
 # Here first: scripts/gpu_prepare.sh (wheels into .gpu-wheels/, archives into .device_data/), then the device call
 # with carry [".gpu-wheels", ".device_data"]. Results land in $OUT (or ./gpu_out). Each step has its own time limit
@@ -73,8 +75,13 @@ if [ "$PART" = 1 ]; then
   step population_compile 60 $POP --batch-sizes 128 --populations 8 --repeats 1 --compile default --json "$OUT/population_compile.json"
   step population_cudagraphs 60 $POP --batch-sizes 128 --populations 8 --repeats 1 --compile reduce-overhead \
       --json "$OUT/population_cudagraphs.json"
+  step stacked_evaluation 60 python3 scripts/bench_stacked_evaluation.py --device $DEVICE --root .device_data --archives $FM \
+      --seeds 1 $SEEDS --steps $STEPS --repeats 3 --json "$OUT/stacked_evaluation.json"
   step evaluate_vectorized 420 $EVAL run=$OUT/search evaluate.backend=vectorized hydra.run.dir="$OUT/evaluate_vectorized"
   step evaluate_sequential 60 $EVAL run=$OUT/search evaluate.backend=sequential hydra.run.dir="$OUT/evaluate_sequential"
+  step search_cudagraphs 150 python3 -m amlfs.search experiment=fashion_mnist_sym40 dataset.root=.device_data \
+      dataset.archives=$FM device=$DEVICE $SIZES train.compile=reduce-overhead hydra.run.dir="$OUT/search_cudagraphs"
+  step cudagraphs_vs_plain 10 python3 scripts/compare_runs.py "$OUT/search" "$OUT/search_cudagraphs"
 else
   MNIST=".device_data/MNIST/raw"
   step mnist_search 90 python3 -m amlfs.search experiment=mnist_sym40 dataset.root=.device_data dataset.archives=$MNIST \

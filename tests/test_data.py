@@ -102,6 +102,22 @@ def make_device_data(n=50) -> DeviceData:
     return DeviceData(split, split, split, 3, torch.tensor(0.5).view(1, 1, 1, 1), torch.tensor(0.25).view(1, 1, 1, 1))
 
 
+@pytest.mark.parametrize("augment", [False, True])
+def test_stacked_train_batches_are_each_streams_batches_stacked(augment):
+    data = make_device_data()
+    data.augment, data.crop_padding = augment, 1
+
+    def streams():
+        return [epoch_stream(50, derive_seed(seed, "batches", 0), torch.device("cpu")) for seed in range(3)]
+
+    stacked = list(data.stacked_train_batches(streams(), 16))
+    one_by_one = zip(*(data.train_batches(order, 16, generator) for order, generator in streams()))
+    assert len(stacked) == 4
+    for (images, labels), batch in zip(stacked, one_by_one, strict=True):
+        assert torch.equal(images, torch.stack([x for x, _ in batch]))
+        assert torch.equal(labels, torch.stack([y for _, y in batch]))
+
+
 def test_train_batches_cover_the_order_once_and_normalise():
     data = make_device_data()
     order, _ = epoch_stream(50, derive_seed(0, "batches", 0), torch.device("cpu"))

@@ -154,3 +154,33 @@ def test_vectorized_evaluation_retrains_exactly_as_one_by_one(tmp_path):
     for one, stacked in zip(rows["sequential"], rows["vectorized"], strict=True):
         for a, b in zip(one["runs"], stacked["runs"], strict=True):
             assert (a["seed"], a["val_curve"], a["test_curve"], a["finite"]) == (b["seed"], b["val_curve"], b["test_curve"], b["finite"])
+
+
+def test_stacked_losses_call_each_run_of_one_loss_once_and_equal_each_copys_own_loss():
+    import torch
+
+    from amlfs.evaluate import same_loss_runs, stacked_losses
+    from amlfs.losses import BASELINES, SearchedLoss
+    from amlfs.spaces.mixture import MixtureSpace
+
+    searched = SearchedLoss(MixtureSpace(), torch.tensor([0.3, 0.9, 0.2, 0.6, 0.4], dtype=torch.float64))
+    gce, nce_rce = BASELINES["gce"](), BASELINES["nce_rce"]()
+    criteria = [searched, searched, gce, gce, gce, nce_rce, searched]
+    runs = same_loss_runs(criteria)
+    assert [(c, a, b) for c, a, b in runs] == [(searched, 0, 2), (gce, 2, 5), (nce_rce, 5, 6), (searched, 6, 7)]
+    calls = []
+    for criterion in (searched, gce, nce_rce):
+        def counted(logits, target, unreduced=criterion.unreduced):
+            calls.append(len(logits))
+            return unreduced(logits, target)
+        criterion.unreduced = counted
+    g = torch.Generator().manual_seed(0)
+    outputs = torch.randn(7, 32, 10, generator=g, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 10, (7, 32), generator=g)
+    losses = stacked_losses(runs, outputs, labels)
+    assert calls == [2 * 32, 3 * 32, 32, 32]  # one call per run of copies sharing a loss, on all their samples
+    reference = torch.stack([criterion(outputs[i], labels[i]) for i, criterion in enumerate(criteria)])
+    torch.testing.assert_close(losses, reference, rtol=1e-12, atol=0)
+    grad, = torch.autograd.grad(losses.sum(), outputs)
+    reference_grad, = torch.autograd.grad(reference.sum(), outputs)
+    torch.testing.assert_close(grad, reference_grad, rtol=1e-12, atol=1e-15)

@@ -15,7 +15,11 @@ class _PerSampleLoss(nn.Module):
         self.reduction = reductions.check(reduction)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return reductions.reduce(self.per_sample(F.log_softmax(logits, dim=-1), target), self.reduction)
+        return reductions.reduce(self.unreduced(logits, target), self.reduction)
+
+    def unreduced(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of each sample [N] of `logits` [N, C], whatever ``reduction`` is."""
+        return self.per_sample(F.log_softmax(logits, dim=-1), target)
 
     @staticmethod
     def target_log_prob(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

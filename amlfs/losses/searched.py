@@ -39,7 +39,11 @@ class SearchedLoss(nn.Module):
         return self.space.scale
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return reductions.reduce(self.space.loss(self.theta, logits, target)[0], self.reduction)
+        return reductions.reduce(self.unreduced(logits, target), self.reduction)
+
+    def unreduced(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of each sample [N] of `logits` [N, C], whatever ``reduction`` is."""
+        return self.space.loss(self.theta, logits, target)[0]
 
     def extra_repr(self) -> str:
         head = f"cosine-head logits (scale {self.scale:g} * cos)" if self.needs_cosine_head else "any logits"
