@@ -3,7 +3,8 @@
 # but the two noisy-label tables (evaluate_vectorized, mnist_evaluate: 9 rows x 3 seeds, about 14 s per training
 # there before the stacked evaluation batched its losses and batches), the stacked-evaluation benchmark and the
 # CUDA-graphs search. Next: ONLY="search stacked_evaluation evaluate_vectorized search_cudagraphs cudagraphs_vs_plain",
-# then PART=2 ONLY="mnist_search mnist_evaluate". With ONLY unset a part's step limits add up to more than 600 s.
+# then PART=2 ONLY="mnist_search mnist_evaluate" (PART="1 2" runs both parts' steps in one call). With ONLY unset a
+# part's step limits add up to more than 600 s.
 # PART=1 (default): the Fashion-MNIST search and table, data path, population backends, bf16, channels-last, compile,
 # the stacked evaluation's step, a search with CUDA graphs against the plain one.
 # PART=2: the MNIST search and table, ResNet-20 on generated CIFAR-10-format data, torchrun (NCCL) against one process.
@@ -61,7 +62,7 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, output
 { nvidia-smi --query-gpu=name,driver_version --format=csv 2>/dev/null; python3 -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/gpu.txt"
 FM=".device_data/FashionMNIST/raw"
 EVAL="python3 -m amlfs.evaluate device=$DEVICE evaluate.seeds=$SEEDS evaluate.rows=[search_model,schedule,searched,best_val_mu,ce,gce,sce,nce_rce,mae]"
-if [ "$PART" = 1 ]; then
+if [[ " $PART " == *" 1 "* ]]; then
   POP="python3 scripts/bench_population.py --device $DEVICE --root .device_data --archives $FM --workers 8 --steps $STEPS"
   step search 90 python3 -m amlfs.search experiment=fashion_mnist_sym40 dataset.root=.device_data dataset.archives=$FM \
       device=$DEVICE $SIZES hydra.run.dir="$OUT/search"
@@ -82,7 +83,8 @@ if [ "$PART" = 1 ]; then
   step search_cudagraphs 150 python3 -m amlfs.search experiment=fashion_mnist_sym40 dataset.root=.device_data \
       dataset.archives=$FM device=$DEVICE $SIZES train.compile=reduce-overhead hydra.run.dir="$OUT/search_cudagraphs"
   step cudagraphs_vs_plain 10 python3 scripts/compare_runs.py "$OUT/search" "$OUT/search_cudagraphs"
-else
+fi
+if [[ " $PART " == *" 2 "* ]]; then
   MNIST=".device_data/MNIST/raw"
   step mnist_search 90 python3 -m amlfs.search experiment=mnist_sym40 dataset.root=.device_data dataset.archives=$MNIST \
       device=$DEVICE $SIZES hydra.run.dir="$OUT/mnist_search"
@@ -99,5 +101,5 @@ write_cifar_archive(Path('$CIFAR'), 'cifar10', $CIFAR_SIZE)"
   step plain_3epochs 45 python3 -m amlfs.search $SHORT device=$DEVICE hydra.run.dir="$OUT/plain"
   step torchrun_3epochs 55 env TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --nproc-per-node=1 -m amlfs.search $SHORT \
       device=$DEVICE hydra.run.dir="$OUT/torchrun"
-  python3 scripts/compare_runs.py "$OUT/plain" "$OUT/torchrun" | tee "$OUT/torchrun_vs_plain.txt"
+  step torchrun_vs_plain 10 python3 scripts/compare_runs.py "$OUT/plain" "$OUT/torchrun"
 fi
