@@ -54,6 +54,11 @@ def bench_config(args: argparse.Namespace, batch_size: int, *overrides: str) -> 
         return compose(config_name="search", overrides=overrides)
 
 
+def machine(device: torch.device) -> str:
+    """The card's name, or the CPU threads torch uses: what a benchmark's figures were measured on."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -131,7 +136,7 @@ def main() -> None:
         measure("amlfs device-resident", lambda: time_amlfs(cfg, model, data, device, args.steps))
 
     print(f"\n{args.dataset}, model {args.model}, device {device} "
-          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'}), "
+          f"({machine(device)}), "
           f"torch {torch.__version__}")
     print(f"{'path':<26}{'batch':>6}{'img/s':>12}{'vs best DataLoader':>20}")
     for batch in args.batch_sizes:

@@ -25,7 +25,7 @@ from amlfs.models import build_model
 from amlfs.population import VectorizedPopulation
 from amlfs.spaces import space_of
 from amlfs.training import compiled, make_optimizer, memory_format, train_one_epoch
-from bench_datapath import add_common_arguments, bench_config, synchronize, time_dataloader
+from bench_datapath import add_common_arguments, bench_config, machine, synchronize, time_dataloader
 
 
 def time_sequential(cfg, model, data, device, steps: int) -> float:
@@ -103,7 +103,7 @@ def main() -> None:
         for size in args.populations:
             measure("(c) amlfs vectorized", size, lambda model: time_vectorized(cfg, model, data, device, size, args.steps), layout)
 
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    where = machine(device)
     print(f"\n{args.dataset}, model {args.model}, space {args.space}, {where}, torch {torch.__version__}, autocast {args.autocast}, "
           f"fused Adam {args.fused_adam}, channels-last {args.channels_last}, compile {args.compile}")
     print(f"{'path':<36}{'B':>4}{'batch':>7}{'child-img/s':>14}{'vs (a)':>9}{'vs (b)':>9}")

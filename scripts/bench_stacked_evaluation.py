@@ -28,7 +28,7 @@ from amlfs.models import build_model
 from amlfs.population import stacked_forward
 from amlfs.spaces.mixture import MixtureSpace
 from amlfs.training import make_optimizer
-from bench_datapath import add_common_arguments, bench_config, synchronize
+from bench_datapath import add_common_arguments, bench_config, machine, synchronize
 
 NO_KERNEL = {"aten::" + name for name in (
     "as_strided", "view", "reshape", "_reshape_alias", "_unsafe_view", "expand", "unsqueeze", "squeeze", "select", "slice",
@@ -123,7 +123,7 @@ def main() -> None:
                          "child_images_per_second": statistics.median(rates), "runs": rates, "operator_calls_per_step": calls})
             print(f"  {label:<34} copies {len(criteria):<3} {statistics.median(rates):>10,.0f} child-img/s  {calls:>5} op calls/step", flush=True)
 
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    where = machine(device)
     print(f"\n{args.dataset}, model {args.model}, batch {args.batch_size}, {where}, torch {torch.__version__}")
     print(f"{'path':<36}{'copies':>7}{'child-img/s':>14}{'vs (a)':>9}{'op calls/step':>15}")
     for copies in sorted({row["copies"] for row in rows}):
