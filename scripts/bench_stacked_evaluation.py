@@ -33,7 +33,7 @@ from bench_datapath import add_common_arguments, bench_config, machine, synchron
 NO_KERNEL = {"aten::" + name for name in (
     "as_strided", "view", "reshape", "_reshape_alias", "_unsafe_view", "expand", "unsqueeze", "squeeze", "select", "slice",
     "flatten", "unflatten", "t", "transpose", "permute", "detach", "alias", "empty", "empty_like", "empty_strided",
-    "to", "lift_fresh", "zeros_like", "split", "chunk", "unbind", "numpy_T", "contiguous", "resolve_conj", "resolve_neg")}
+    "to", "lift_fresh", "split", "chunk", "unbind", "numpy_T", "contiguous", "resolve_conj", "resolve_neg")}
 """Operators that launch no kernel of their own (views, allocations, dispatch wrappers), left out of the count."""
 SEARCHED = ((1.0, 0.0, 0.0, 0.0, 0.7), (0.2, 0.9, 0.3, 0.5, 0.6), (0.0, 0.7, 0.0, 0.4, 1.0))
 """Three points of the mixture space standing in for the searched rows (schedule, final mu, best_val_mu)."""
@@ -47,6 +47,7 @@ def per_copy_batches(data, streams, batch_size):
 
 
 def parents(event):
+    """The profiler events `event` was called from, innermost first."""
     while event.cpu_parent is not None:
         event = event.cpu_parent
         yield event
