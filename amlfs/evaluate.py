@@ -29,7 +29,7 @@ from amlfs.idx import DataFileError
 from amlfs.losses import BASELINES, SearchedLoss, best_val_mu, schedule_thetas
 from amlfs.models import MODEL_FILES, build_model, load_weights
 from amlfs.plots import probability_curves
-from amlfs.population import resolve_backend, stacked_accuracies, stacked_forward
+from amlfs.population import resolve_backend, stack_models, stacked_accuracies, stacked_forward
 from amlfs.progress import progress, steps_per_epoch
 from amlfs.results import FILE as RESULTS_FILE, best_epoch, read_results
 from amlfs.seeding import derive_seed
@@ -137,8 +137,7 @@ def retrain_stacked(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceD
         torch.manual_seed(derive_seed(seed, "evaluate", "model"))
         models.append(build_model(model_cfg, data.image_shape, data.num_classes).to(device, dtype, memory_format=memory_format(train)))
     model, size = models[0], len(jobs)
-    params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).requires_grad_() for name, _ in model.named_parameters()}
-    buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]) for name, _ in model.named_buffers()}
+    params, buffers = stack_models(models)
     optimizer = make_optimizer(list(params.values()), train)
     logits = compiled(stacked_forward(model), train)
     epochs = len(jobs[0][0])

@@ -196,6 +196,15 @@ class VectorizedPopulation(Population):
         }
 
 
+def stack_models(models: list[torch.nn.Module]) -> tuple[dict, dict]:
+    """The parameters (requiring gradients) and buffers of same-architecture `models`, each stacked along a leading
+    dimension: the tensors ``stacked_forward`` takes."""
+    params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).requires_grad_()
+              for name, _ in models[0].named_parameters()}
+    buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]) for name, _ in models[0].named_buffers()}
+    return params, buffers
+
+
 def stacked_forward(model: torch.nn.Module):
     """``logits(params, buffers, images, own_batches)`` of copies of `model` whose parameters and buffers are stacked
     along a leading dimension: ``vmap`` of ``functional_call``, with one batch for all copies or one batch each."""

@@ -25,7 +25,7 @@ from amlfs.datasets import load_data
 from amlfs.evaluate import same_loss_runs, stacked_losses
 from amlfs.losses import BASELINES, SearchedLoss
 from amlfs.models import build_model
-from amlfs.population import stacked_forward
+from amlfs.population import stack_models, stacked_forward
 from amlfs.spaces.mixture import MixtureSpace
 from amlfs.training import make_optimizer
 from bench_datapath import add_common_arguments, bench_config, machine, synchronize
@@ -60,8 +60,7 @@ def run_steps(path: str, cfg, data, criteria, device, steps: int, profiled: bool
     for seed in range(len(criteria)):
         torch.manual_seed(seed)
         models.append(build_model(cfg.model, data.image_shape, data.num_classes).to(device))
-    params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).requires_grad_() for name, _ in models[0].named_parameters()}
-    buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]) for name, _ in models[0].named_buffers()}
+    params, buffers = stack_models(models)
     optimizer = make_optimizer(list(params.values()), cfg.train)
     logits = stacked_forward(models[0])
     streams = [epoch_stream(len(data.train), seed, device) for seed in range(len(criteria))]
