@@ -13,11 +13,15 @@ two jobs at a time with one torch thread each, then prints mean +- std over the 
 epoch and at the best-validation epoch, with the choices `amlfs.evaluate` makes by validation (``take_home``, the
 searched loss to keep; ``hand_crafted_pick``, what a user without the search would pick; ``recommended``), the reward
 strength of the hand-crafted runs (``spaces_table.reward_strength``), and one line per search.
-``--override KEY=VALUE`` changes every run of the protocol, searched and hand-crafted alike, into a folder of its own
-(``fashion_mnist_asym40-dataset.noise.validation-clean`` below). Finished runs are kept and skipped and a killed
-search resumes, so the script can be stopped and started again.
+``--override KEY=VALUE`` changes the protocol, into a folder of its own
+(``fashion_mnist_asym40-dataset.noise.validation-clean`` below). A key of `SEARCH_ONLY` (controller, space,
+population) changes the searches only, which share the hand-crafted runs of the protocol without it (so
+``--override controller=cmaes`` compares CMA-ES with REINFORCE on the same hand-crafted runs); any other key (data,
+noise, reward split, model, training) changes the hand-crafted runs too.
+Finished runs are kept and skipped and a killed search resumes, so the script can be stopped and started again.
 
     python scripts/full_scale_table.py fashion_mnist_sym40 --seeds 0 1 2
+    python scripts/full_scale_table.py fashion_mnist_sym40 --override controller=cmaes
     python scripts/full_scale_table.py fashion_mnist_asym40 --override dataset.noise.validation=clean
 """
 
@@ -30,6 +34,8 @@ from pathlib import Path
 from amlfs.evaluate import hand_crafted_pick, recommended, take_home
 from spaces_table import BASELINES, PROTOCOLS, ROOT, cell_dir, cells_of, evaluate_job, reward_strength, search_run
 
+SEARCH_ONLY = ("controller", "space", "search.population")
+"""Override keys (and their sub-keys) that change the search alone, not the hand-crafted losses' training."""
 SEARCHED = {"searched": ["searched", "schedule", "search_model"], "best_val_mu": ["best_val_mu"]}
 """The searched rows' evaluations: folder -> rows."""
 ROW_NAMES = {"take_home": "`take_home` (final mu, unless another candidate is 1 SE ahead on validation)",
@@ -38,6 +44,11 @@ ROW_NAMES = {"take_home": "`take_home` (final mu, unless another candidate is 1 
              "hand_crafted_pick": "hand-crafted loss picked by validation",
              "recommended": "recommended (`take_home`, or the hand-crafted pick when 1 SE ahead on validation)"}
 """The searched rows and the choices by validation in the table's order, with their labels."""
+
+
+def search_only(override: str) -> bool:
+    key = override.split("=", 1)[0].lstrip("+~")
+    return any(key == prefix or key.startswith(f"{prefix}.") for prefix in SEARCH_ONLY)
 
 
 def search(protocol: str, seed: int, run_dir: Path, device: str, extra: list[str]) -> None:
@@ -55,22 +66,23 @@ def baselines_job(protocol: str, seed: int, base: Path, device: str, overrides: 
     evaluate_job(base / "ce", base / "baselines", BASELINES, 1, seed, device)
 
 
-def evaluations(base: Path) -> tuple[dict[str, dict], int]:
-    """A seed's rows from all its evaluation folders, by name, and the size of its validation split."""
+def evaluations(searched: Path, hand_crafted: Path) -> tuple[dict[str, dict], int]:
+    """A seed's rows from all its evaluation folders (the searched ones under `searched`, the hand-crafted ones under
+    `hand_crafted`), by name, and the size of its validation split."""
     rows, val_size = {}, None
-    for folder in [*SEARCHED, "baselines"]:
-        evaluation = json.loads((base / folder / "evaluation.json").read_text())
+    for folder in [*(searched / name for name in SEARCHED), hand_crafted / "baselines"]:
+        evaluation = json.loads((folder / "evaluation.json").read_text())
         rows |= {row["name"]: row for row in evaluation["rows"]}
         val_size = evaluation["val_size"]
     return rows, val_size
 
 
-def table(out: Path, seeds: list[int]) -> str:
+def table(out: Path, hand_crafted_out: Path, seeds: list[int]) -> str:
     pairs: dict[str, list[tuple[float, float]]] = {}
     lines_per_search, hand_crafted = [], []
     for seed in seeds:
         base = out / f"seed{seed}"
-        rows, val_size = evaluations(base)
+        rows, val_size = evaluations(base, hand_crafted_out / f"seed{seed}")
         hand_crafted += [run for name in BASELINES for run in rows[name]["runs"]]
         retrained = list(rows.values())
         chosen = {"take_home": take_home(retrained, val_size), "hand_crafted_pick": hand_crafted_pick(retrained),
@@ -102,15 +114,17 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "full")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="a Hydra override for every run of the protocol (repeatable); the runs get a folder of their own")
+                        help="a Hydra override of the protocol (repeatable); its runs get a folder of their own")
     args = parser.parse_args()
+    shared = [override for override in args.override if not search_only(override)]
     out = args.out / cell_dir(":".join([args.protocol, *args.override]))
+    hand_crafted_out = args.out / cell_dir(":".join([args.protocol, *shared]))
     with ThreadPoolExecutor(args.jobs) as pool:
-        jobs = [pool.submit(job, args.protocol, seed, out / f"seed{seed}", args.device, args.override)
-                for seed in args.seeds for job in (searched_job, baselines_job)]
+        jobs = [pool.submit(job, args.protocol, seed, folder / f"seed{seed}", args.device, overrides) for seed in args.seeds
+                for job, folder, overrides in ((searched_job, out, args.override), (baselines_job, hand_crafted_out, shared))]
         for future in jobs:
             future.result()
-    text = table(out, args.seeds)
+    text = table(out, hand_crafted_out, args.seeds)
     (out / "table.md").write_text(text)
     print(text)
 
