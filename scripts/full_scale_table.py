@@ -47,6 +47,7 @@ ROW_NAMES = {"take_home": "`take_home` (final mu, unless another candidate is 1 
 
 
 def search_only(override: str) -> bool:
+    """Whether a Hydra override (``key=value``, ``+key=value`` or ``~key``) changes the searches alone."""
     key = override.split("=", 1)[0].lstrip("+~")
     return any(key == prefix or key.startswith(f"{prefix}.") for prefix in SEARCH_ONLY)
 
