@@ -199,10 +199,10 @@ class VectorizedPopulation(Population):
 def stack_models(models: list[torch.nn.Module]) -> tuple[dict, dict]:
     """The parameters (requiring gradients) and buffers of same-architecture `models`, each stacked along a leading
     dimension: the tensors ``stacked_forward`` takes."""
-    params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).requires_grad_()
-              for name, _ in models[0].named_parameters()}
-    buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]) for name, _ in models[0].named_buffers()}
-    return params, buffers
+    params = [dict(m.named_parameters()) for m in models]
+    buffers = [dict(m.named_buffers()) for m in models]
+    return ({name: torch.stack([p[name].detach() for p in params]).requires_grad_() for name in params[0]},
+            {name: torch.stack([b[name] for b in buffers]) for name in buffers[0]})
 
 
 def stacked_forward(model: torch.nn.Module):
