@@ -11,8 +11,10 @@ controller, B and epochs) and each search seed k (which also draws the data spli
 
 two jobs at a time with one torch thread each, then prints mean +- std over the seeds of the test accuracy at the final
 epoch and at the best-validation epoch, with the choices `amlfs.evaluate` makes by validation (``take_home``, the
-searched loss to keep; ``hand_crafted_pick``, what a user without the search would pick; ``recommended``), the reward
-strength of the hand-crafted runs (``spaces_table.reward_strength``), and one line per search.
+searched loss to keep; ``hand_crafted_pick``, what a user without the search would pick; ``recommended``), the
+paired differences of ``take_home`` and ``recommended`` against the best hand-crafted loss (by mean, and of each
+search's data), the reward strength of the hand-crafted runs (``spaces_table.reward_strength``), and one line per
+search.
 ``--override KEY=VALUE`` changes the protocol, into a folder of its own
 (``fashion_mnist_asym40-dataset.noise.validation-clean`` below). A key of `SEARCH_ONLY` (controller, space,
 population) changes the searches only, which share the hand-crafted runs of the protocol without it (so
@@ -27,6 +29,7 @@ Finished runs are kept and skipped and a killed search resumes, so the script ca
 
 import argparse
 import json
+import math
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,13 +81,25 @@ def evaluations(searched: Path, hand_crafted: Path) -> tuple[dict[str, dict], in
     return rows, val_size
 
 
+def paired(searched: list[float], reference: list[float]) -> str:
+    """Searched minus reference test accuracy, search by search, in points: mean +- std and the paired t statistic."""
+    differences = [100 * (a - b) for a, b in zip(searched, reference, strict=True)]
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return f"{mean:+.2f}"
+    spread = statistics.stdev(differences)
+    t = mean / (spread / math.sqrt(len(differences))) if spread else math.copysign(math.inf, mean)
+    return f"{mean:+.2f} ± {spread:.2f} (paired t {t:.2f}, {len(differences) - 1} df)"
+
+
 def table(out: Path, hand_crafted_out: Path, seeds: list[int]) -> str:
     pairs: dict[str, list[tuple[float, float]]] = {}
-    lines_per_search, hand_crafted = [], []
+    lines_per_search, hand_crafted, best_of_search = [], [], []
     for seed in seeds:
         base = out / f"seed{seed}"
         rows, val_size = evaluations(base, hand_crafted_out / f"seed{seed}")
         hand_crafted += [run for name in BASELINES for run in rows[name]["runs"]]
+        best_of_search.append(max(rows[name]["test_acc"] for name in BASELINES))
         retrained = list(rows.values())
         chosen = {"take_home": take_home(retrained, val_size), "hand_crafted_pick": hand_crafted_pick(retrained),
                   "recommended": recommended(retrained, val_size)}
@@ -104,7 +119,11 @@ def table(out: Path, hand_crafted_out: Path, seeds: list[int]) -> str:
     for name in [*ROW_NAMES, *BASELINES]:
         label = ROW_NAMES.get(name, name) + (" (best hand-crafted)" if name == best else "")
         lines.append(f"| {label} | {cells_of(pairs[name])} |")
-    return "\n".join(lines + ["", reward_strength(hand_crafted), "", *lines_per_search]) + "\n"
+    finals = {name: [final for final, _ in pairs[name]] for name in pairs}
+    against = [f"Final epoch, search by search, in points: {choice} {paired(finals[choice], finals[best])} against "
+               f"{best}, {paired(finals[choice], best_of_search)} against the best hand-crafted loss of each search's "
+               f"data." for choice in ("take_home", "recommended")]
+    return "\n".join(lines + ["", *against, "", reward_strength(hand_crafted), "", *lines_per_search]) + "\n"
 
 
 def main() -> None:
