@@ -40,6 +40,7 @@ PROTOCOLS = {
     "fashion_mnist_sym40": "experiment=fashion_mnist_sym40 dataset.archives=../shared/data/FashionMNIST/raw",
     "mnist_sym40": "experiment=mnist_sym40 dataset.archives=../shared/data/MNIST/raw",
     "fashion_mnist_asym40": "experiment=fashion_mnist_sym40 dataset.noise.kind=asymmetric dataset.archives=../shared/data/FashionMNIST/raw",
+    "mnist_asym40": "experiment=mnist_sym40 dataset.noise.kind=asymmetric dataset.archives=../shared/data/MNIST/raw",
 }
 SCALE = "dataset.max_train=20000 dataset.split_seed=0 dataset.noise.seed=0 search.population=4 search.epochs=15"
 BASELINES = ["ce", "gce", "sce", "nce_rce", "mae"]
