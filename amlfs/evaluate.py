@@ -299,7 +299,23 @@ def loss_values(losses: list[torch.nn.Module], num_classes: int, p: torch.Tensor
     return criterion.per_sample(uniform_rest_log_probs(p, num_classes), torch.zeros(len(p), dtype=torch.long))
 
 
-def execute(cfg: DictConfig, out_dir: Path) -> dict:
+def log_row(writer: SummaryWriter, row_dir: Path, row: dict) -> None:
+    """A row in TensorBoard: its mean test curve under ``test_acc/<row>`` of `writer`, and its final accuracies as
+    one HParams session in `row_dir`."""
+    for epoch, value in enumerate(statistics.fmean(v) for v in zip(*(r["test_curve"] for r in row["runs"]))):
+        writer.add_scalar(f"test_acc/{row['name']}", value, epoch)
+    row_writer = SummaryWriter(str(row_dir))
+    metrics = {"hparams/test_acc": row["test_acc"], "hparams/best_val_acc": row["best_val_acc"]}
+    for summary in hparams({"loss": row["name"], "seeds": len(row["runs"])}, metrics):
+        row_writer.file_writer.add_summary(summary)
+    for tag, value in metrics.items():
+        row_writer.add_scalar(tag, value, 0)
+    row_writer.close()
+
+
+def checked(cfg: DictConfig, out_dir: Path) -> tuple[Path, dict, DictConfig, DictConfig]:
+    """The search run dir, its results.json, its config as the evaluation retrains it (``evaluate.compile`` and
+    ``evaluate.dataset`` applied) and the hand-crafted rows' model config; a ConfigError naming the key otherwise."""
     if OmegaConf.is_missing(cfg, "run"):
         raise ConfigError("run is missing: name the search run dir, e.g. amlfs-evaluate run=runs/<date>/<time>")
     run_dir, results = load_search(cfg.run)
@@ -327,16 +343,21 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
         validate_dataset(search_cfg)
     except ConfigError as err:
         raise ConfigError(f"evaluate.{err}") from None
-    device = resolve_device(cfg.device)
-    dtype = getattr(torch, search_cfg.train.dtype)
-    data = load_data(search_cfg.dataset, device, augment=search_cfg.train.augment, dtype=dtype,
-                     memory_format=memory_format(search_cfg.train))
     baseline_model = search_cfg.model.copy()
     if cfg.evaluate.baseline_head != "same":
         if "head" not in baseline_model:
             raise ConfigError(f"evaluate.baseline_head={cfg.evaluate.baseline_head!r} is not allowed: model "
                               f"{search_cfg.model.name!r} has no head key; use evaluate.baseline_head=same")
         baseline_model.head = cfg.evaluate.baseline_head
+    return run_dir, results, search_cfg, baseline_model
+
+
+def execute(cfg: DictConfig, out_dir: Path) -> dict:
+    run_dir, results, search_cfg, baseline_model = checked(cfg, out_dir)
+    device = resolve_device(cfg.device)
+    dtype = getattr(torch, search_cfg.train.dtype)
+    data = load_data(search_cfg.dataset, device, augment=search_cfg.train.augment, dtype=dtype,
+                     memory_format=memory_format(search_cfg.train))
     own_model = search_model_row(search_cfg, run_dir, results, data, device, dtype) if "search_model" in cfg.evaluate.rows else None
     writer = SummaryWriter(str(out_dir / "tb"))
     p = torch.linspace(1e-3, 1, 400, dtype=torch.float64)
@@ -361,15 +382,7 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
                 log.info("%-16s seed %d  test %.4f  best val %.4f  %.0fs", name, seed, runs[-1]["test_acc"], runs[-1]["best_val_acc"], runs[-1]["seconds"])
             curves[name] = loss_values(losses[name], data.num_classes, p)
         rows.append(summarise(name, runs))
-        for epoch, value in enumerate(statistics.fmean(v) for v in zip(*(r["test_curve"] for r in runs))):
-            writer.add_scalar(f"test_acc/{name}", value, epoch)
-        row_writer = SummaryWriter(str(out_dir / "tb" / name))
-        metrics = {"hparams/test_acc": rows[-1]["test_acc"], "hparams/best_val_acc": rows[-1]["best_val_acc"]}
-        for summary in hparams({"loss": name, "seeds": len(runs)}, metrics):
-            row_writer.file_writer.add_summary(summary)
-        for tag, value in metrics.items():
-            row_writer.add_scalar(tag, value, 0)
-        row_writer.close()
+        log_row(writer, out_dir / "tb" / name, rows[-1])
         evaluation = {"run": str(run_dir), "seeds": cfg.evaluate.seeds, "first_seed": cfg.evaluate.first_seed,
                       "baseline_head": cfg.evaluate.baseline_head, "val_size": len(data.val), "rows": rows,
                       "take_home": take_home(rows, len(data.val)), "hand_crafted_pick": hand_crafted_pick(rows),
