@@ -22,7 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from amlfs import atomic
-from amlfs.config import BACKENDS, COMPILE_MODES, CONFIG_DIR, ConfigError, fail_job, resolve_device, validate_dataset, with_defaults
+from amlfs.config import BACKENDS, COMPILE_MODES, CONFIG_DIR, HEADS, ConfigError, fail_job, resolve_device, validate_dataset, with_defaults
 from amlfs.data import DeviceData, epoch_stream
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
@@ -345,6 +345,9 @@ def checked(cfg: DictConfig, out_dir: Path) -> tuple[Path, dict, DictConfig, Dic
         raise ConfigError(f"evaluate.{err}") from None
     baseline_model = search_cfg.model.copy()
     if cfg.evaluate.baseline_head != "same":
+        if cfg.evaluate.baseline_head not in HEADS:
+            raise ConfigError(f"evaluate.baseline_head={cfg.evaluate.baseline_head!r} is not allowed: choose same, "
+                              f"{' or '.join(sorted(HEADS))}")
         if "head" not in baseline_model:
             raise ConfigError(f"evaluate.baseline_head={cfg.evaluate.baseline_head!r} is not allowed: model "
                               f"{search_cfg.model.name!r} has no head key; use evaluate.baseline_head=same")

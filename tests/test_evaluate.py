@@ -118,6 +118,14 @@ def test_evaluate_refuses_bad_rows_data_and_model_files_before_training(tmp_path
         with pytest.raises(ConfigError, match=message):
             execute(compose_config("evaluate", ["device=cpu", *run, *overrides]), tmp_path / "out")
         assert not (tmp_path / "out" / "tb").exists()
+    results = json.loads((search_dir / "results.json").read_text())
+    results["config"]["model"] = {"_target_": "my_nets.make_net", "name": "custom"}  # a model of your own: no head key
+    (search_dir / "results.json").write_text(json.dumps(results))
+    for head, message in (("round", "^evaluate.baseline_head='round' is not allowed: choose same, cosine or linear$"),
+                          ("linear", "^evaluate.baseline_head='linear' is not allowed: model 'custom' has no head key")):
+        with pytest.raises(ConfigError, match=message):
+            execute(compose_config("evaluate", ["device=cpu", f"run={search_dir}", "evaluate.rows=[ce]",
+                                            f"evaluate.baseline_head={head}"]), tmp_path / "out")
     with pytest.raises(ConfigError, match="is not allowed: it holds results.json already"):
         execute(compose_config("evaluate", ["device=cpu", f"run={search_dir}"]), search_dir)
     (tmp_path / "earlier").mkdir()
