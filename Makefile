@@ -18,4 +18,4 @@ search: $(STAMP)
 	$(VENV)/bin/python -m amlfs.search $(ARGS)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q $(ARGS)
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile $(ARGS)

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra.utils import to_absolute_path
-from torchvision.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST
 
 from amlfs import atomic
 from amlfs.config import ConfigError
@@ -80,7 +79,7 @@ PUBLISHED_SHA256 = {
 class TorchvisionSource:
     """Where a torchvision dataset keeps its files under the root, and the archives they come from."""
 
-    dataset: type
+    class_name: str
     folder: str
     files: tuple[str, ...]
     archives: tuple[str, ...]
@@ -90,15 +89,22 @@ class TorchvisionSource:
     def is_idx(self) -> bool:
         return self.files == IDX_FILES
 
+    @property
+    def dataset(self) -> type:
+        """The torchvision dataset class, imported on first use (torchvision takes seconds to import)."""
+        from torchvision import datasets
+
+        return getattr(datasets, self.class_name)
+
 
 SOURCES = {
-    "mnist": TorchvisionSource(MNIST, "MNIST/raw", IDX_FILES, tuple(f"{f}.gz" for f in IDX_FILES), 10),
-    "fashion_mnist": TorchvisionSource(FashionMNIST, "FashionMNIST/raw", IDX_FILES, tuple(f"{f}.gz" for f in IDX_FILES), 10),
+    "mnist": TorchvisionSource("MNIST", "MNIST/raw", IDX_FILES, tuple(f"{f}.gz" for f in IDX_FILES), 10),
+    "fashion_mnist": TorchvisionSource("FashionMNIST", "FashionMNIST/raw", IDX_FILES, tuple(f"{f}.gz" for f in IDX_FILES), 10),
     "cifar10": TorchvisionSource(
-        CIFAR10, CIFAR10.base_folder, tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
-        (CIFAR10.filename,), 10,
+        "CIFAR10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
+        ("cifar-10-python.tar.gz",), 10,
     ),
-    "cifar100": TorchvisionSource(CIFAR100, CIFAR100.base_folder, ("train", "test", "meta"), (CIFAR100.filename,), 100),
+    "cifar100": TorchvisionSource("CIFAR100", "cifar-100-python", ("train", "test", "meta"), ("cifar-100-python.tar.gz",), 100),
 }
 
 

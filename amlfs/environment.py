@@ -6,7 +6,6 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-import torchvision
 
 VERSION_KEYS = ("amlfs", "torch")
 """Versions that, when they differ on resume, may change results."""
@@ -53,7 +52,7 @@ def describe(device: torch.device, world_size: int = 1) -> dict:
     return {
         "amlfs": amlfs_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": metadata.version("torchvision"),
         "python": platform.python_version(),
         "device": str(device),
         "device_name": device_name(device),

@@ -35,7 +35,7 @@ from amlfs.results import FILE as RESULTS_FILE, best_epoch, read_results
 from amlfs.seeding import derive_seed
 from amlfs.spaces import space_of
 from amlfs.spaces.base import uniform_rest_log_probs
-from amlfs.training import CompileFailed, accuracy, autocast, compile_failure, compiled, make_optimizer, memory_format, nonzero_gradient, train_one_epoch
+from amlfs.training import accuracy, autocast, compile_errors, compile_failure, compiled, make_optimizer, memory_format, nonzero_gradient, train_one_epoch
 
 log = logging.getLogger("amlfs")
 SEARCH_ROWS = ("searched", "best_val_mu", "schedule", "search_model")
@@ -407,7 +407,7 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, DataFileError) as err:
         fail_job(2, str(err))
         return None
-    except CompileFailed as err:
+    except compile_errors() as err:
         mode = cfg.evaluate.compile
         fail_job(2, compile_failure(err, "evaluate.compile", mode if mode != "same" else "same (the search's train.compile)"))
         return None

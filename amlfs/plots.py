@@ -1,15 +1,28 @@
 """Pictures of searched losses: L(p_y) and, where searched, the logit transform t."""
 
-import matplotlib
+from __future__ import annotations
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from typing import TYPE_CHECKING
 
-from amlfs.spaces import LossSpace  # noqa: E402
+import torch
+
+from amlfs.spaces import LossSpace
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
-def loss_curves(space: LossSpace, curves: dict[str, torch.Tensor], classes: int, points: int = 400) -> plt.Figure:
+def subplots(*args, **kwargs):
+    """``matplotlib.pyplot.subplots`` drawing off-screen; matplotlib, a second to import, loads on the first figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def loss_curves(space: LossSpace, curves: dict[str, torch.Tensor], classes: int, points: int = 400) -> Figure:
     """A figure of each named parameter vector's loss against p_y (the other `classes` - 1 sharing 1 - p_y
     equally), and t(cos) if the space transforms the target cosine. Cross-entropy is drawn for reference.
     """
@@ -18,7 +31,7 @@ def loss_curves(space: LossSpace, curves: dict[str, torch.Tensor], classes: int,
     panels = [("loss", p, "target probability p_y", "loss L(p_y)")]
     if space.needs_cosine_head:
         panels.append(("t", torch.linspace(-1.0, 1.0, points, dtype=torch.float64), "target cosine", "t(cos)"))
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    figure, axes = subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for axis, (name, x, xlabel, ylabel) in zip(axes[0], panels):
         for label, theta in curves.items():
             theta = theta.detach().double().cpu().unsqueeze(0)
@@ -38,9 +51,9 @@ def loss_curves(space: LossSpace, curves: dict[str, torch.Tensor], classes: int,
     return figure
 
 
-def probability_curves(p: torch.Tensor, curves: dict[str, torch.Tensor], title: str) -> plt.Figure:
+def probability_curves(p: torch.Tensor, curves: dict[str, torch.Tensor], title: str) -> Figure:
     """One line per named loss, L against p_y."""
-    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    figure, axis = subplots(figsize=(6.5, 4.2))
     for name, values in curves.items():
         axis.plot(p.numpy(), values.detach().double().cpu().numpy(), label=name)
     axis.set_ylim(-0.5, 1.5 * float(-p[0].log()))

@@ -26,7 +26,7 @@ from amlfs.recorder import Recorder
 from amlfs.results import FILE as RESULTS_FILE, best_val_epoch, read_results
 from amlfs.seeding import derive_seed
 from amlfs.spaces import space_of
-from amlfs.training import CompileFailed, compile_failure, memory_format
+from amlfs.training import compile_errors, compile_failure, memory_format
 
 log = logging.getLogger("amlfs")
 
@@ -263,7 +263,7 @@ def main(cfg: DictConfig) -> None:
         execute(cfg, run_dir)
     except (ConfigError, DataFileError) as err:
         fail_job(2, str(err), say=distributed.rank() == 0)  # every rank finds the same error: one says it
-    except CompileFailed as err:
+    except compile_errors() as err:
         fail_job(2, compile_failure(err, "train.compile", cfg.train.compile), say=distributed.rank() == 0)
     except SearchStopped as err:
         fail_job(3, f"search stopped: {err}")

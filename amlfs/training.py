@@ -1,5 +1,6 @@
 """One child's work: an epoch of training under a given loss, and accuracy on a split."""
 
+import sys
 from collections.abc import Callable
 
 import torch
@@ -30,10 +31,14 @@ def compiled(function: Callable, cfg) -> Callable:
     return function if cfg.compile is None else torch.compile(function, mode=cfg.compile)
 
 
-CompileFailed = torch._dynamo.exc.BackendCompilerFailed
+def compile_errors() -> tuple[type[Exception], ...]:
+    """What a ``torch.compile`` that failed raises, for an ``except`` clause: nothing before anything was compiled
+    (``torch._dynamo`` takes seconds to import, so it is left unloaded until then)."""
+    dynamo_exc = sys.modules.get("torch._dynamo.exc")
+    return (dynamo_exc.BackendCompilerFailed,) if dynamo_exc is not None else ()
 
 
-def compile_failure(err: CompileFailed, key: str, mode: str) -> str:
+def compile_failure(err: Exception, key: str, mode: str) -> str:
     """The one line for a ``torch.compile`` that failed on this machine (`key`: the config key that asked for it)."""
     return f"{key}={mode} failed on this machine ({str(err).strip().splitlines()[0]}); run with {key}=null"
 

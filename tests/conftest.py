@@ -10,6 +10,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist (`make test` runs one worker per core) each worker keeps to one core: one torch thread here
+    # and in every process it starts, instead of each of them spinning up a thread per core.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 SHARED_DATA = ROOT.parent / "shared" / "data"

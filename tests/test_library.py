@@ -274,6 +274,16 @@ def test_a_run_records_its_environment_and_ends_with_a_summary(tmp_path):
         assert text in output
 
 
+def test_the_command_line_starts_without_the_slow_optional_imports(tmp_path):
+    # torchvision (real datasets), torch._dynamo (torch.compile) and matplotlib (figures) take seconds to import:
+    # the search and the evaluation load them only when a run needs them, so a config error is answered fast.
+    slow = ("torchvision", "torch._dynamo", "matplotlib")
+    code = f"import sys, amlfs.search, amlfs.evaluate; print([m for m in {slow!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_resuming_under_another_torch_version_warns(tmp_path):
     run_dir = tmp_path / "run"
     first = run_cli(run_dir, "experiment=smoke", "device=cpu", "search.epochs=1")
