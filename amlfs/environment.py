@@ -23,10 +23,11 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def amlfs_version() -> str | None:
-    """The installed amlfs version (None when amlfs runs from a source tree that was never installed)."""
+def installed_version(package: str) -> str | None:
+    """A distribution's installed version, without importing it (None when it was never installed: amlfs run from a
+    source tree, say)."""
     try:
-        return metadata.version("amlfs")
+        return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
 
@@ -50,9 +51,9 @@ def git_commit() -> str | None:
 def describe(device: torch.device, world_size: int = 1) -> dict:
     """The environment record written into results.json and TensorBoard."""
     return {
-        "amlfs": amlfs_version(),
+        "amlfs": installed_version("amlfs"),
         "torch": torch.__version__,
-        "torchvision": metadata.version("torchvision"),
+        "torchvision": installed_version("torchvision"),
         "python": platform.python_version(),
         "device": str(device),
         "device_name": device_name(device),
