@@ -1,4 +1,4 @@
-"""Data: the embedded dataset and its provenance, IDX reading, splits, device batches and augmentation."""
+"""Data: the embedded dataset and its provenance, torchvision's file layout, IDX reading, splits, device batches and augmentation."""
 
 import gzip
 import io
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision.datasets
 
 from amlfs.data import DeviceData, Split, epoch_stream, random_crop_flip, stratified_split
-from amlfs.datasets import load_embedded
+from amlfs.datasets import SOURCES, load_embedded
 from amlfs.idx import DataFileError, read_idx
 from amlfs.seeding import derive_seed
 
@@ -128,3 +129,16 @@ def test_train_batches_cover_the_order_once_and_normalise():
     torch.testing.assert_close(x, (data.train.images[order[:16]].float() / 255 - 0.5) / 0.25)
     again, _ = epoch_stream(50, derive_seed(0, "batches", 0), torch.device("cpu"))
     assert torch.equal(order, again)
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_sources_name_torchvision_folders_and_archives(name):
+    source = SOURCES[name]
+    dataset = getattr(torchvision.datasets, source.class_name)
+    assert source.dataset is dataset
+    if name.startswith("cifar"):  # written out in amlfs so that torchvision is only imported to load the files
+        assert source.folder == dataset.base_folder and source.archives == (dataset.filename,)
+        assert set(source.files) == {file for file, _ in dataset.train_list + dataset.test_list} | {dataset.meta["filename"]}
+    else:  # MNIST and Fashion-MNIST keep their files in <root>/<class name>/raw
+        assert source.folder == f"{dataset.__name__}/raw" and {f"{file}.gz" for file in source.files} == {
+            url.rsplit("/", 1)[-1] for url, _ in dataset.resources}
