@@ -136,7 +136,7 @@ def test_sources_name_torchvision_folders_and_archives(name):
     source = SOURCES[name]
     dataset = getattr(torchvision.datasets, source.class_name)
     assert source.dataset is dataset
-    if name.startswith("cifar"):  # written out in amlfs so that torchvision is only imported to load the files
+    if not source.is_idx:  # CIFAR: written out in amlfs so that torchvision is only imported to load the files
         assert source.folder == dataset.base_folder and source.archives == (dataset.filename,)
         assert set(source.files) == {file for file, _ in dataset.train_list + dataset.test_list} | {dataset.meta["filename"]}
     else:  # MNIST and Fashion-MNIST keep their files in <root>/<class name>/raw
