@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from amlfs.controllers import CONTROLLERS
 from amlfs.distributed import run_id
 from amlfs.noise import ASYMMETRIC_MAPS
+from amlfs.reward import REWARDS
 from amlfs.spaces import BUILDERS as SPACES
 from amlfs.spaces.amlfs import VARIANTS as PIECEWISE_SPACES
 
@@ -312,6 +313,15 @@ def validate(cfg: DictConfig) -> torch.device:
     _choice(cfg, "search.backend", BACKENDS)
     _real(cfg, "search.max_train_loss", 0, math.inf, low_open=True, high_open=False)
     _integer(cfg, "search.max_failed_epochs", 1)
+    if _choice(cfg, "search.reward", set(REWARDS)) == "corrected":
+        epochs = _value(cfg, "search.epochs")
+        _integer(cfg, "search.transition_epoch", 1)
+        if _value(cfg, "search.transition_epoch") >= epochs:
+            _fail("search.transition_epoch", _value(cfg, "search.transition_epoch"),
+                  f"search.reward=corrected needs it below search.epochs={epochs}, or the corrected reward is never used")
+        if _value(cfg, "dataset.noise.kind") != "none" and _value(cfg, "dataset.noise.validation") == "clean":
+            _fail("search.reward", "corrected", "it corrects a noisy reward split, and dataset.noise.validation=clean "
+                                                "keeps that split clean; use search.reward=accuracy")
     for key in ("resume", "search.shared_batches", "train.fused_adam", "train.channels_last", "train.augment"):
         _boolean(cfg, key)
     _integer(cfg, "train.batch_size", 1)

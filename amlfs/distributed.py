@@ -119,20 +119,22 @@ def rank_zero_first(world: World) -> Iterator[None]:
         barrier(world)
 
 
-def gather_outcome(world: World, population: int, rewards: torch.Tensor, train_loss: torch.Tensor,
+def gather_outcome(world: World, population: int, confusion: torch.Tensor, train_loss: torch.Tensor,
                    failed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every child's reward, train loss and failure flag [B] (float64, float64, bool; on the CPU) on every rank,
-    from each rank's own block: one ``all_gather`` of a [block, 3] float64 tensor."""
+    """Every child's confusion matrix on the reward split [B, K, K], train loss and failure flag [B] (float64, float64,
+    bool; on the CPU) on every rank, from each rank's own block: one ``all_gather`` of a [block, K * K + 2] float64
+    tensor (exact for counts below 2^53)."""
     if not world.launched:
-        return rewards.double().cpu(), train_loss.double().cpu(), failed.cpu()
+        return confusion.double().cpu(), train_loss.double().cpu(), failed.cpu()
+    classes = confusion.shape[-1]
     width = len(world.block(population, 0))
-    packed = torch.full((width, 3), float("nan"), dtype=torch.float64, device=rewards.device)
+    packed = torch.full((width, classes * classes + 2), float("nan"), dtype=torch.float64, device=confusion.device)
     mine = len(world.block(population))
-    packed[:mine] = torch.stack([rewards.double(), train_loss.double(), failed.double()], dim=1)
+    packed[:mine] = torch.cat([confusion.double().reshape(mine, -1), train_loss.double()[:, None], failed.double()[:, None]], dim=1)
     gathered = [torch.empty_like(packed) for _ in range(world.size)]
     dist.all_gather(gathered, packed)
     rows = torch.cat([part[: len(world.block(population, rank))] for rank, part in enumerate(gathered)]).cpu()
-    return rows[:, 0], rows[:, 1], rows[:, 2].bool()
+    return rows[:, :-2].reshape(-1, classes, classes), rows[:, -2], rows[:, -1].bool()
 
 
 def _tensors(state: dict) -> Iterator[torch.Tensor]:

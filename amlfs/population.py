@@ -16,13 +16,14 @@ from amlfs.losses import SearchedLoss
 from amlfs.progress import progress, steps_per_epoch
 from amlfs.seeding import derive_seed
 from amlfs.spaces import LossSpace
-from amlfs.training import accuracy, all_finite, autocast, compiled, make_optimizer, nonzero_gradient, train_one_epoch
+from amlfs.training import all_finite, autocast, compiled, confusion, make_optimizer, nonzero_gradient, train_one_epoch
 
 @dataclass
 class EpochOutcome:
-    """What the children of one epoch achieved, one entry per child (tensors on the device)."""
+    """What the children of one epoch achieved, one entry per child (tensors on the device): the confusion matrix
+    [K, K] on the reward split (rows: predicted class, columns: label), the mean train loss, whether it failed."""
 
-    rewards: torch.Tensor
+    confusion: torch.Tensor
     train_loss: torch.Tensor
     failed: torch.Tensor
     images: int
@@ -54,10 +55,25 @@ class Population:
         key = 0 if self.shared_batches else self.first_child + child
         return epoch_stream(len(self.data.train), derive_seed(self.seed, "batches", epoch, key), self.device)
 
+    def confusion(self, split: Split) -> torch.Tensor:
+        """Confusion matrix [K, K] of the broadcast model on `split`."""
+        self.model.load_state_dict(self.broadcast_state["model"])
+        return confusion(self.runner, self.data, split, self.train_cfg.eval_batch_size, self.train_cfg.autocast)
+
     def accuracy(self, split: Split) -> torch.Tensor:
         """Accuracy of the broadcast model on `split`."""
+        return self.confusion(split).trace().double() / len(split)
+
+    @torch.no_grad()
+    def probabilities(self, split: Split) -> torch.Tensor:
+        """Softmax outputs [N, K] of the broadcast model on `split` (float64)."""
         self.model.load_state_dict(self.broadcast_state["model"])
-        return accuracy(self.runner, self.data, split, self.train_cfg.eval_batch_size, self.train_cfg.autocast)
+        self.runner.eval()
+        outputs = []
+        for images, _ in self.data.eval_batches(split, self.train_cfg.eval_batch_size):
+            with autocast(self.device, self.train_cfg.autocast):
+                outputs.append(torch.softmax(self.runner(images).double(), -1))
+        return torch.cat(outputs)
 
 
 class SequentialPopulation(Population):
@@ -69,9 +85,9 @@ class SequentialPopulation(Population):
         self.children: list[dict] = []
 
     def train(self, thetas: torch.Tensor, epoch: int) -> EpochOutcome:
-        """Train one child per row of `thetas` [B, dim] for one epoch; reward = validation accuracy."""
+        """Train one child per row of `thetas` [B, dim] for one epoch, each from the broadcast state."""
         cfg = self.train_cfg
-        rewards, losses, sound, self.children = [], [], [], []
+        confusions, losses, sound, self.children = [], [], [], []
         with progress(len(thetas) * steps_per_epoch(len(self.data.train), cfg.batch_size), f"epoch {epoch + 1}") as bar:
             for i, theta in enumerate(thetas.to(self.device, self.data.dtype)):
                 self.model.load_state_dict(self.broadcast_state["model"])
@@ -81,12 +97,12 @@ class SequentialPopulation(Population):
                                                     order, cfg.batch_size, generator, cfg.autocast, on_step=bar.update)
                 losses.append(loss)
                 sound.append(epoch_sound & all_finite(self.model.state_dict().values()))
-                rewards.append(accuracy(self.runner, self.data, self.data.val, cfg.eval_batch_size, cfg.autocast))
+                confusions.append(confusion(self.runner, self.data, self.data.val, cfg.eval_batch_size, cfg.autocast))
                 self.children.append({
                     "model": {key: value.detach().clone() for key, value in self.model.state_dict().items()},
                     "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 })
-        return EpochOutcome(torch.stack(rewards), torch.stack(losses), ~torch.stack(sound), len(thetas) * len(self.data.train))
+        return EpochOutcome(torch.stack(confusions), torch.stack(losses), ~torch.stack(sound), len(thetas) * len(self.data.train))
 
     def broadcast(self, index: int) -> None:
         """Make child `index` of the last epoch the starting point of every child of the next."""
@@ -148,7 +164,7 @@ class VectorizedPopulation(Population):
         train_loss, sound = self.fit(thetas, epoch)
         for tensor in {**self.params, **self.buffers}.values():
             sound &= torch.isfinite(tensor.detach()).reshape(self.size, -1).all(1)
-        return EpochOutcome(self._accuracies(self.data.val), train_loss, ~sound, self.size * len(self.data.train))
+        return EpochOutcome(self._confusions(self.data.val), train_loss, ~sound, self.size * len(self.data.train))
 
     def fit(self, thetas: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One epoch of training for all children from their current state.
@@ -177,9 +193,9 @@ class VectorizedPopulation(Population):
                 bar.update()
         return total / len(self.data.train), finite & learned
 
-    def _accuracies(self, split: Split) -> torch.Tensor:
-        """Accuracy of every child on `split` [B], without leaving the device."""
-        return stacked_accuracies(self.model, self.logits, self.params, self.buffers, self.data, split, self.train_cfg)
+    def _confusions(self, split: Split) -> torch.Tensor:
+        """Confusion matrix of every child on `split` [B, K, K], without leaving the device."""
+        return stacked_confusions(self.model, self.logits, self.params, self.buffers, self.data, split, self.train_cfg)
 
     def broadcast(self, index: int) -> None:
         """Take child `index` out of the stacked tensors as the next broadcast state."""
@@ -222,15 +238,23 @@ def stacked_forward(model: torch.nn.Module):
 
 
 @torch.no_grad()
-def stacked_accuracies(model: torch.nn.Module, logits, params: dict, buffers: dict, data: DeviceData, split: Split, train_cfg) -> torch.Tensor:
-    """Accuracy [copies] on `split` of stacked copies of `model` (`logits` from ``stacked_forward``), on the device."""
+def stacked_confusions(model: torch.nn.Module, logits, params: dict, buffers: dict, data: DeviceData, split: Split, train_cfg) -> torch.Tensor:
+    """Confusion matrices [copies, K, K] on `split` of stacked copies of `model` (`logits` from ``stacked_forward``;
+    rows: predicted class, columns: label), on the device."""
     model.eval()
-    copies = next(iter(params.values())).shape[0]
-    correct = torch.zeros(copies, dtype=torch.long, device=split.labels.device)
+    copies, classes = next(iter(params.values())).shape[0], data.num_classes
+    counts = torch.zeros(copies, classes * classes, dtype=torch.long, device=split.labels.device)
     for images, labels in data.eval_batches(split, train_cfg.eval_batch_size):
         with autocast(split.labels.device, train_cfg.autocast):
-            correct += (logits(params, buffers, images, False).argmax(-1) == labels).sum(-1)
-    return correct.double() / len(split)
+            cells = logits(params, buffers, images, False).argmax(-1) * classes + labels
+        counts.scatter_add_(1, cells, torch.ones_like(cells))
+    return counts.reshape(copies, classes, classes)
+
+
+def stacked_accuracies(model: torch.nn.Module, logits, params: dict, buffers: dict, data: DeviceData, split: Split, train_cfg) -> torch.Tensor:
+    """Accuracy [copies] on `split` of stacked copies of `model` (`logits` from ``stacked_forward``), on the device."""
+    confusions = stacked_confusions(model, logits, params, buffers, data, split, train_cfg)
+    return confusions.diagonal(dim1=-2, dim2=-1).sum(-1).double() / len(split)
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:

@@ -24,6 +24,7 @@ from amlfs.models import MODEL_FILES, build_model, check_cosine_head, check_fits
 from amlfs.population import make_population, resolve_backend
 from amlfs.recorder import Recorder
 from amlfs.results import FILE as RESULTS_FILE, best_val_epoch, read_results
+from amlfs.reward import Reward, anchor_transition
 from amlfs.seeding import derive_seed
 from amlfs.spaces import space_of
 from amlfs.training import compile_errors, compile_failure, memory_format
@@ -108,6 +109,19 @@ def judge(rewards: torch.Tensor, failed: torch.Tensor) -> tuple[torch.Tensor, in
     return rewards, int(torch.where(failed, -math.inf, rewards).argmax())
 
 
+def estimate_transition(reward: Reward, population, data, world: distributed.World, recorder: Recorder | None) -> None:
+    """Estimate the label-noise transition matrix of ``search.reward=corrected`` from the broadcast model's outputs on
+    the training images (on rank 0, sent to all) and record it in results.json."""
+    transition = distributed.on_rank_zero(world, lambda: anchor_transition(population.probabilities(data.train)).cpu())
+    if not reward.set_transition(transition):
+        return
+    if recorder is not None:
+        recorder.results["transition"] = reward.transition.tolist()
+    flips = ", ".join(f"{i}->{j} {transition[i, j]:.2f}" for i, j in torch.nonzero(transition > 0.1).tolist() if i != j)
+    log.info("search.reward=corrected from epoch %d on: noise transition estimated by anchor points, off-diagonal "
+             "entries above 0.1: %s", reward.transition_epoch + 1, flips or "none")
+
+
 def execute(cfg: DictConfig, run_dir: Path) -> dict | None:
     """Run (or, with ``resume=true``, continue) the search described by `cfg` in `run_dir`; returns results.json's
     content (on rank 0 of a torchrun job; None on the other ranks)."""
@@ -149,12 +163,15 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
     backend = resolve_backend(cfg.search.backend, device)
     mine = world.block(population_size)
     population = make_population(backend, model, space, data, cfg.train, cfg.seed, cfg.search.shared_batches, len(mine), mine.start)
+    reward = Reward(cfg.search.reward, cfg.search.transition_epoch)
     failed_streak, first_epoch = 0, 0
     if saved:
         controller.load_state_dict(saved["controller"])
         population.broadcast_state = saved["population"]
         checkpoint.restore_rng(saved["rng"])
         failed_streak, first_epoch = saved["failed_streak"], saved["epochs_done"]
+        if saved["results"].get("transition") is not None:
+            reward.transition = torch.tensor(saved["results"]["transition"], dtype=torch.float64)
         log.info("resuming %s after epoch %d of %d", run_dir, saved["epochs_done"], cfg.search.epochs)
     elif cfg.resume:
         log.info("resume=true but %s holds no checkpoint: starting from the beginning", run_dir)
@@ -169,11 +186,13 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
     for epoch in range(first_epoch, cfg.search.epochs):
         started = time.perf_counter()
         sigma = controller.sigma
+        if reward.wants_transition(epoch):
+            estimate_transition(reward, population, data, world, recorder)
         thetas = controller.sample(population_size)
         outcome = population.train(thetas[mine.start : mine.stop], epoch)
-        rewards, train_loss, failed = distributed.gather_outcome(world, population_size, outcome.rewards, outcome.train_loss, outcome.failed)
+        confusion, train_loss, failed = distributed.gather_outcome(world, population_size, outcome.confusion, outcome.train_loss, outcome.failed)
         failed |= train_loss > cfg.search.max_train_loss
-        rewards, best = judge(rewards, failed)
+        rewards, best = judge(reward(confusion), failed)
         controller.update(thetas, rewards)
         controller.recentre(space.project)
         if best is not None:
@@ -189,7 +208,7 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
                 "best": best,
                 "failed": torch.nonzero(failed).flatten().tolist(),
                 "mu": controller.mu.detach().tolist(),
-                "val_acc": float(rewards[best]) if best is not None else float(population.accuracy(data.val)),
+                "val_acc": float(rewards[best]) if best is not None else float(reward(population.confusion(data.val)[None])[0]),
                 "test_acc": test_acc,
                 "seconds": seconds,
             }, [float(x) if math.isfinite(x) else None for x in train_loss.tolist()], sigma,

@@ -104,11 +104,17 @@ def all_finite(tensors) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, data: DeviceData, split: Split, batch_size: int, autocast_mode: str | None = None) -> torch.Tensor:
-    """Top-1 accuracy of `model` on `split` (a 0-d tensor on the device)."""
+def confusion(model: torch.nn.Module, data: DeviceData, split: Split, batch_size: int, autocast_mode: str | None = None) -> torch.Tensor:
+    """Confusion matrix [K, K] of `model` on `split` (rows: predicted class, columns: label; counts on the device)."""
     model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=split.labels.device)
+    classes = data.num_classes
+    counts = torch.zeros(classes * classes, dtype=torch.long, device=split.labels.device)
     for images, labels in data.eval_batches(split, batch_size):
         with autocast(split.labels.device, autocast_mode):
-            correct += (model(images).argmax(-1) == labels).sum()
-    return correct.double() / len(split)
+            counts += torch.bincount(model(images).argmax(-1) * classes + labels, minlength=classes * classes)
+    return counts.reshape(classes, classes)
+
+
+def accuracy(model: torch.nn.Module, data: DeviceData, split: Split, batch_size: int, autocast_mode: str | None = None) -> torch.Tensor:
+    """Top-1 accuracy of `model` on `split` (a 0-d tensor on the device)."""
+    return confusion(model, data, split, batch_size, autocast_mode).trace().double() / len(split)

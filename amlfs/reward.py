@@ -1,0 +1,73 @@
+"""A child's reward from its confusion matrix on the reward split: accuracy, or accuracy corrected for label noise.
+
+Under class-dependent label noise with transition matrix T (``T[i, j]``: probability that an image of class i is
+labelled j), the expected confusion matrix against the noisy labels is ``Q = C T``, C the one against the clean
+labels (rows: predicted class). So ``trace(Q T^-1) / n`` estimates the clean accuracy from noisy labels alone; it
+tells a child that classifies one more flipped image right by a full count, where the noisy accuracy sees a fraction.
+T is estimated by anchor points (Patrini et al., CVPR 2017): for each class i, the predicted distribution over the
+noisy labels of the training image ranked at the 97th percentile of p(i | x) under a model trained on those labels.
+"""
+
+import logging
+
+import torch
+
+log = logging.getLogger("amlfs")
+
+REWARDS = ("accuracy", "corrected")
+ANCHOR_QUANTILE = 0.97
+MAX_CONDITION = 1.0e3
+"""A larger condition number makes ``T^-1`` amplify sampling noise more than it removes bias: T is not used."""
+
+
+def accuracies(confusion: torch.Tensor) -> torch.Tensor:
+    """Accuracy [B] from confusion matrices [B, K, K] (float64)."""
+    confusion = confusion.double()
+    return confusion.diagonal(dim1=-2, dim2=-1).sum(-1) / confusion.sum((-2, -1))
+
+
+def corrected_accuracies(confusion: torch.Tensor, transition: torch.Tensor) -> torch.Tensor:
+    """The clean accuracy [B] that confusion matrices [B, K, K] against noisy labels imply under `transition` [K, K]."""
+    confusion = confusion.double()
+    inverse = torch.linalg.inv(transition.double().to(confusion.device))
+    return torch.einsum("bij,ji->b", confusion, inverse) / confusion.sum((-2, -1))
+
+
+def anchor_transition(probabilities: torch.Tensor, quantile: float = ANCHOR_QUANTILE) -> torch.Tensor:
+    """T [K, K] estimated from a model's softmax outputs [N, K] on noisily labelled images: row i is the output on the
+    image at the `quantile` of p(i | x) (the anchor of class i; a high quantile rather than the maximum, which
+    tends to be an outlier)."""
+    probabilities = probabilities.double()
+    rank = min(int(quantile * len(probabilities)), len(probabilities) - 1)
+    anchors = probabilities.argsort(0)[rank]
+    return probabilities[anchors]
+
+
+class Reward:
+    """The reward rule of config ``search.reward``: `accuracy`, or `corrected` (from epoch `transition_epoch` on,
+    with T estimated from the broadcast model at its start; earlier epochs and an unusable T reward accuracy)."""
+
+    def __init__(self, kind: str, transition_epoch: int):
+        self.kind = kind
+        self.transition_epoch = transition_epoch
+        self.transition: torch.Tensor | None = None
+
+    def wants_transition(self, epoch: int) -> bool:
+        return self.kind == "corrected" and epoch == self.transition_epoch and self.transition is None
+
+    def set_transition(self, transition: torch.Tensor) -> bool:
+        """Use `transition` from now on; False (and a warning) when it is too ill-conditioned to correct with."""
+        condition = float(torch.linalg.cond(transition.double()))
+        if not condition <= MAX_CONDITION:
+            log.warning("search.reward=corrected: the estimated noise transition matrix has condition number %.3g "
+                        "(at most %.0f is usable); the reward stays the plain accuracy", condition, MAX_CONDITION)
+            return False
+        self.transition = transition.double().cpu()
+        return True
+
+    def __call__(self, confusion: torch.Tensor) -> torch.Tensor:
+        """Rewards [B] (float64, on the CPU) from confusion matrices [B, K, K] on the reward split."""
+        confusion = confusion.cpu()
+        if self.transition is None:
+            return accuracies(confusion)
+        return corrected_accuracies(confusion, self.transition)
