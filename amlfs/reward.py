@@ -16,8 +16,9 @@ log = logging.getLogger("amlfs")
 
 REWARDS = ("accuracy", "corrected")
 ANCHOR_QUANTILE = 0.97
-MAX_CONDITION = 1.0e3
-"""A larger condition number makes ``T^-1`` amplify sampling noise more than it removes bias: T is not used."""
+MAX_CONDITION = 20.0
+"""An estimate with a larger condition number is not used: ``T^-1`` would amplify the estimate's errors. The standard
+noise models stay below 12 (asymmetric flips of 45%, 80% symmetric noise over 10 classes)."""
 
 
 def accuracies(confusion: torch.Tensor) -> torch.Tensor:
@@ -56,11 +57,18 @@ class Reward:
         return self.kind == "corrected" and epoch == self.transition_epoch and self.transition is None
 
     def set_transition(self, transition: torch.Tensor) -> bool:
-        """Use `transition` from now on; False (and a warning) when it is too ill-conditioned to correct with."""
-        condition = float(torch.linalg.cond(transition.double()))
-        if not condition <= MAX_CONDITION:
-            log.warning("search.reward=corrected: the estimated noise transition matrix has condition number %.3g "
-                        "(at most %.0f is usable); the reward stays the plain accuracy", condition, MAX_CONDITION)
+        """Use `transition` from now on; False (and a warning) when it cannot be a noise model to correct with: a row
+        whose largest entry is not its diagonal (the noisy label is then not the most likely one, and the clean class
+        is not identifiable), or a condition number above `MAX_CONDITION`."""
+        transition = transition.double()
+        rows = torch.nonzero(transition.argmax(1) != torch.arange(len(transition))).flatten().tolist()
+        condition = float(torch.linalg.cond(transition))
+        if rows or not condition <= MAX_CONDITION:
+            why = (f"in the rows of classes {rows} the diagonal is not the largest entry" if rows else
+                   f"its condition number is {condition:.3g} (at most {MAX_CONDITION:.0f} is usable)")
+            log.warning("search.reward=corrected: the noise transition estimated from the broadcast model is not "
+                        "usable (%s; the model may be too weak: a later search.transition_epoch helps); the reward "
+                        "stays the plain accuracy", why)
             return False
         self.transition = transition.double().cpu()
         return True

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -51,3 +52,22 @@ def loss_ratio(space, theta: list[float], baseline, logits, target) -> torch.Ten
     """Per sample, the space's loss at `theta` divided by the `baseline` module's loss."""
     baseline.reduction = "none"
     return space.loss(torch.tensor([theta], dtype=torch.float64), logits, target)[0] / baseline(logits, target)
+
+
+CORRECTED = ["dataset=arrays", "dataset.noise_map=fashion_mnist", "dataset.noise.kind=asymmetric", "dataset.noise.rate=0.4",
+             "model=mlp", "model.head=linear", "space=mixture", "controller=cmaes", "search.population=2", "search.epochs=3",
+             "train.batch_size=32", "device=cpu", "search.reward=corrected", "search.transition_epoch=1"]
+"""A corrected search on the bars of ``write_bars``, which one epoch learns well enough to estimate the transition."""
+
+
+def write_bars(path: Path, train: int = 3000, test: int = 500, seed: int = 0) -> Path:
+    """A learnable 10-class dataset for ``dataset=arrays``: 10 x 10 noise images with row `label` lit."""
+    rng = np.random.default_rng(seed)
+    parts = {}
+    for split, size in (("train", train), ("test", test)):
+        labels = rng.integers(0, 10, size)
+        images = rng.integers(0, 60, size=(size, 10, 10)).astype(np.uint8)
+        images[np.arange(size), labels] = 255
+        parts |= {f"{split}_images": images, f"{split}_labels": labels}
+    np.savez(path, **parts)
+    return path

@@ -129,6 +129,11 @@ def test_every_experiment_composes_and_validates(name):
         (["train.betas=abc"], "train.betas"),
         (["space=ce", "controller=cmaes"], "controller.name"),
         (["model=custom", "model._target_=amlfs.models.lenet5_classifier"], "model.scale"),
+        (["search.reward=clean"], "search.reward"),
+        (["search.reward=corrected", "search.transition_epoch=0"], "search.transition_epoch"),
+        (["search.reward=corrected", "search.epochs=2", "search.transition_epoch=2"], "search.transition_epoch"),
+        (["search.reward=corrected", "dataset.noise.kind=symmetric", "dataset.noise.rate=0.4", "dataset.noise.validation=clean"],
+         "search.reward"),
     ],
 )
 def test_bad_values_name_their_key(overrides, key):

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import CORRECTED, ROOT, write_bars
 
 RUN = ["experiment=smoke", "search.population=4", "search.epochs=3", "dataset.max_train=1000", "device=cpu",
        "distributed.timeout=60"]
@@ -68,6 +68,14 @@ def test_two_ranks_give_the_single_process_search(tmp_path, reference):
 def test_uneven_blocks_give_the_single_process_search(tmp_path):
     overrides = ("search.population=3", "search.backend=vectorized")
     assert_same(torchrun(tmp_path / "ranks", *overrides), single(tmp_path / "single", *overrides))
+
+
+def test_a_corrected_reward_search_gives_the_single_process_search(tmp_path):
+    overrides = (*CORRECTED, f"dataset.path={write_bars(tmp_path / 'bars.npz')}", "dataset.max_train=null", "search.population=3")
+    results = torchrun(tmp_path / "ranks", *overrides)
+    assert results["transition"] is not None  # estimated on rank 0, used by both
+    assert_same(results, single(tmp_path / "single", *overrides))
+    assert results["transition"] == json.loads((tmp_path / "single" / "results.json").read_text())["transition"]
 
 
 def test_a_failing_child_on_rank_one_is_contained_as_in_one_process(tmp_path):

@@ -1,5 +1,5 @@
 """The two population backends: one stacked Adam (default or fused kernel) equals B Adams; sequential and vectorised
-give the same search, compiled or not, in either memory layout."""
+give the same search, compiled or not, in either memory layout; the stacked confusion matrices equal each model's."""
 
 import json
 
@@ -8,7 +8,10 @@ import torch
 from torch._dynamo.utils import counters
 
 from amlfs.datasets import load_data
+from amlfs.models import build_model
+from amlfs.population import stack_models, stacked_confusions, stacked_forward
 from amlfs.search import execute
+from amlfs.training import confusion
 
 from conftest import compose_search
 
@@ -91,6 +94,24 @@ def test_compiled_training_matches_eager_and_compiles_in_the_first_epoch_only(tm
         graphs[epochs] = counters["stats"]["unique_graphs"]
     assert graphs[3] == graphs[1] > 0  # epochs 2 and 3 reuse what epoch 1 compiled
     assert_same_search(compiled, compiled_weights, eager, eager_weights, rtol=1e-9)
+
+
+def test_stacked_confusion_matrices_equal_each_models_own():
+    cfg = compose_search(["experiment=smoke", "model=mlp", "train.eval_batch_size=64"])
+    data = load_data(cfg.dataset, torch.device("cpu"))
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(build_model(cfg.model, data.image_shape, data.num_classes).eval())
+    params, buffers = stack_models(models)
+    stacked = stacked_confusions(models[0], stacked_forward(models[0]), params, buffers, data, data.test, cfg.train)
+    for model, matrix in zip(models, stacked, strict=True):
+        with torch.no_grad():
+            predicted = model(data.normalise(data.test.images)).argmax(-1)
+        expected = torch.zeros(data.num_classes, data.num_classes, dtype=torch.long)
+        expected.index_put_((predicted, data.test.labels), torch.ones_like(predicted), accumulate=True)
+        assert torch.equal(matrix, expected) and torch.equal(confusion(model, data, data.test, 64), expected)
+    assert len({tuple(matrix.flatten().tolist()) for matrix in stacked}) == 3
 
 
 def test_channels_last_batches_are_channels_last():
