@@ -70,7 +70,7 @@ class Reward:
                         "usable (%s; the model may be too weak: a later search.transition_epoch helps); the reward "
                         "stays the plain accuracy", why)
             return False
-        self.transition = transition.double().cpu()
+        self.transition = transition.cpu()
         return True
 
     def __call__(self, confusion: torch.Tensor) -> torch.Tensor:
