@@ -1,5 +1,6 @@
 """search.reward: confusion matrices, the noise-corrected accuracy and the anchor-point transition estimate, against
-numpy references; a corrected search's recorded reward against its own final model."""
+numpy references; a corrected search's estimate and recorded reward against its own data and final model, and its
+resume."""
 
 import json
 import logging
@@ -8,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from amlfs.datasets import load_data
 from amlfs.models import build_model
@@ -119,8 +121,7 @@ def test_a_corrected_search_resumed_after_the_estimate_ends_as_uninterrupted(cor
     shutil.copytree(reference, run_dir)
     (run_dir / "checkpoints" / "epoch-00003.pt").unlink()  # as if killed in the last epoch: resumes after epoch 2,
     (run_dir / "model.pt").unlink()                       # one epoch after the transition was estimated
-    cfg.resume = True
-    execute(cfg, run_dir)
+    execute(OmegaConf.merge(cfg, {"resume": True}), run_dir)
     assert results_of(run_dir) == results_of(reference)
     weights, expected = torch.load(run_dir / "model.pt"), torch.load(reference / "model.pt")
     assert all(torch.equal(weights[name], expected[name]) for name in expected)
