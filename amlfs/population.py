@@ -16,7 +16,8 @@ from amlfs.losses import SearchedLoss
 from amlfs.progress import progress, steps_per_epoch
 from amlfs.seeding import derive_seed
 from amlfs.spaces import LossSpace
-from amlfs.training import all_finite, autocast, compiled, confusion, make_optimizer, nonzero_gradient, train_one_epoch
+from amlfs.reward import accuracies
+from amlfs.training import accuracy, all_finite, autocast, compiled, confusion, make_optimizer, nonzero_gradient, train_one_epoch
 
 @dataclass
 class EpochOutcome:
@@ -62,7 +63,8 @@ class Population:
 
     def accuracy(self, split: Split) -> torch.Tensor:
         """Accuracy of the broadcast model on `split`."""
-        return self.confusion(split).trace().double() / len(split)
+        self.model.load_state_dict(self.broadcast_state["model"])
+        return accuracy(self.runner, self.data, split, self.train_cfg.eval_batch_size, self.train_cfg.autocast)
 
     @torch.no_grad()
     def probabilities(self, split: Split) -> torch.Tensor:
@@ -253,8 +255,7 @@ def stacked_confusions(model: torch.nn.Module, logits, params: dict, buffers: di
 
 def stacked_accuracies(model: torch.nn.Module, logits, params: dict, buffers: dict, data: DeviceData, split: Split, train_cfg) -> torch.Tensor:
     """Accuracy [copies] on `split` of stacked copies of `model` (`logits` from ``stacked_forward``), on the device."""
-    confusions = stacked_confusions(model, logits, params, buffers, data, split, train_cfg)
-    return confusions.diagonal(dim1=-2, dim2=-1).sum(-1).double() / len(split)
+    return accuracies(stacked_confusions(model, logits, params, buffers, data, split, train_cfg))
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
