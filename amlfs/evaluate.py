@@ -11,6 +11,7 @@ import logging
 import math
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -29,19 +30,22 @@ from amlfs.idx import DataFileError
 from amlfs.losses import BASELINES, SearchedLoss, best_val_mu, schedule_thetas
 from amlfs.models import MODEL_FILES, build_model, load_weights
 from amlfs.plots import probability_curves
-from amlfs.population import resolve_backend, stack_models, stacked_accuracies, stacked_forward
+from amlfs.population import resolve_backend, stack_models, stacked_confusions, stacked_forward
 from amlfs.progress import progress, steps_per_epoch
 from amlfs.results import FILE as RESULTS_FILE, best_epoch, read_results
 from amlfs.seeding import derive_seed
 from amlfs.spaces import space_of
 from amlfs.spaces.base import uniform_rest_log_probs
-from amlfs.training import accuracy, autocast, compile_errors, compile_failure, compiled, make_optimizer, memory_format, nonzero_gradient, train_one_epoch
+from amlfs.reward import accuracies, corrected_accuracies, corrected_spreads
+from amlfs.training import accuracy, autocast, compile_errors, compile_failure, compiled, confusion, make_optimizer, memory_format, nonzero_gradient, train_one_epoch
 
 log = logging.getLogger("amlfs")
 SEARCH_ROWS = ("searched", "best_val_mu", "schedule", "search_model")
 TAKE_HOME = {"searched": 'amlfs.load_loss("{run}")', "best_val_mu": 'amlfs.load_loss("{run}", which="best_val_mu")',
              "schedule": 'amlfs.load_schedule("{run}")'}
 """The retrained searched rows a user can keep, and the call that loads each."""
+LOCATION_KEYS = {"root", "download", "archives", "verify"}
+"""Dataset keys that say where the data is, not what it is: changing only these keeps a search's noise estimate valid."""
 
 
 def load_search(run: str) -> tuple[Path, dict]:
@@ -81,7 +85,8 @@ def criteria(row: str, search_cfg: DictConfig, results: dict, device, dtype) -> 
 
 
 def retrain(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceData, losses: list, seed: int, device, dtype) -> dict:
-    """Train a fresh model with `losses[epoch]` in each epoch; accuracies after every epoch (test for reporting only)."""
+    """Train a fresh model with `losses[epoch]` in each epoch; accuracies after every epoch (test for reporting only)
+    and the last epoch's validation confusion matrix."""
     torch.manual_seed(derive_seed(seed, "evaluate", "model"))
     train = search_cfg.train
     model = build_model(model_cfg, data.image_shape, data.num_classes).to(device, dtype, memory_format=memory_format(train))
@@ -94,17 +99,20 @@ def retrain(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceData, los
             _, ok = train_one_epoch(model, optimizer, criterion, data, order, train.batch_size, generator, train.autocast,
                                     on_step=bar.update)
             finite = finite and bool(ok)
-            val.append(float(accuracy(model, data, data.val, train.eval_batch_size, train.autocast)))
+            val_confusion = confusion(model, data, data.val, train.eval_batch_size, train.autocast)
+            val.append(float(accuracies(val_confusion)))
             test.append(float(accuracy(model, data, data.test, train.eval_batch_size, train.autocast)))
-    return run_record(seed, val, test, time.perf_counter() - started, finite)
+    return run_record(seed, val, test, time.perf_counter() - started, finite, val_confusion)
 
 
-def run_record(seed: int, val: list[float], test: list[float], seconds: float, finite: bool) -> dict:
-    """One retraining's row entry from its per-epoch accuracies; its best epoch is the first of highest validation."""
+def run_record(seed: int, val: list[float], test: list[float], seconds: float, finite: bool, val_confusion: torch.Tensor) -> dict:
+    """One retraining's row entry from its per-epoch accuracies and its last validation confusion matrix [K, K]
+    (rows: predicted class; what `Validation` corrects for label noise); its best epoch is the first of highest
+    validation."""
     best = best_epoch(val)
     return {
         "seed": seed, "test_acc": test[-1], "best_val_acc": val[best], "test_acc_at_best_val": test[best],
-        "val_curve": val, "test_curve": test, "seconds": seconds, "finite": finite,
+        "val_curve": val, "test_curve": test, "seconds": seconds, "finite": finite, "val_confusion": val_confusion.tolist(),
     }
 
 
@@ -159,10 +167,11 @@ def retrain_stacked(search_cfg: DictConfig, model_cfg: DictConfig, data: DeviceD
                 optimizer.step()
                 finite &= torch.isfinite(losses.detach())
                 bar.update()
-            val.append(stacked_accuracies(model, logits, params, buffers, data, data.val, train).tolist())
-            test.append(stacked_accuracies(model, logits, params, buffers, data, data.test, train).tolist())
+            val_confusions = stacked_confusions(model, logits, params, buffers, data, data.val, train)
+            val.append(accuracies(val_confusions).tolist())
+            test.append(accuracies(stacked_confusions(model, logits, params, buffers, data, data.test, train)).tolist())
     seconds = (time.perf_counter() - started) / size
-    return [run_record(seed, [v[i] for v in val], [t[i] for t in test], seconds, bool(finite[i] & learned[i]))
+    return [run_record(seed, [v[i] for v in val], [t[i] for t in test], seconds, bool(finite[i] & learned[i]), val_confusions[i])
             for i, (_, seed) in enumerate(jobs)]
 
 
@@ -207,53 +216,76 @@ def summarise(name: str, runs: list[dict]) -> dict:
     }
 
 
-def final_val_acc(row: dict) -> float:
-    """A retrained row's validation accuracy at its last epoch, the mean over its seeds."""
-    return statistics.fmean(run["val_curve"][-1] for run in row["runs"])
+@dataclass(frozen=True)
+class Validation:
+    """How the choices read a retrained row: its last epoch's accuracy on the `size`-image validation split (mean
+    over its seeds) and one standard error of it; with a `transition` (the noise estimate of a
+    ``search.reward=corrected`` search, valid for the same noisy labels), the clean accuracy its validation confusion
+    matrices imply (`reward.corrected_accuracies`) and that estimate's standard error."""
+
+    size: int
+    transition: torch.Tensor | None = None
+
+    def confusions(self, row: dict) -> torch.Tensor:
+        missing = [run["seed"] for run in row["runs"] if "val_confusion" not in run]
+        if missing:
+            raise ValueError(f"row {row['name']} (seeds {missing}) has no validation confusion matrix, which choosing by "
+                             f"the corrected accuracy needs: it was retrained by an older amlfs; run amlfs.evaluate again")
+        return torch.tensor([run["val_confusion"] for run in row["runs"]], dtype=torch.float64)
+
+    def accuracy(self, row: dict) -> float:
+        if self.transition is None:
+            return statistics.fmean(run["val_curve"][-1] for run in row["runs"])
+        return float(corrected_accuracies(self.confusions(row), self.transition).mean())
+
+    def standard_error(self, row: dict) -> float:
+        """On one seed's split; the seeds' confusion matrices pooled for the spread."""
+        if self.transition is None:
+            accuracy = self.accuracy(row)
+            return math.sqrt(accuracy * (1 - accuracy) / self.size)
+        return float(corrected_spreads(self.confusions(row).sum(0), self.transition)) / math.sqrt(self.size)
+
+    def ahead(self, row: dict, other: dict) -> bool:
+        """The one-standard-error rule: `row`'s accuracy beats `other`'s by more than one standard error of its own."""
+        return self.accuracy(row) - self.accuracy(other) > self.standard_error(row)
 
 
-def standard_error(row: dict, val_size: int) -> float:
-    """One standard error of a row's final-epoch validation accuracy on `val_size` images."""
-    accuracy = final_val_acc(row)
-    return math.sqrt(accuracy * (1 - accuracy) / val_size)
+def recorded_validation(evaluation: dict) -> Validation:
+    """The `Validation` an evaluation.json's choices were made with (without a transition before it recorded one)."""
+    transition = evaluation.get("transition")
+    return Validation(evaluation["val_size"], None if transition is None else torch.tensor(transition, dtype=torch.float64))
 
 
-def clearly_ahead(row: dict, other: dict, val_size: int) -> bool:
-    """The one-standard-error rule: `row`'s final-epoch validation accuracy beats `other`'s by more than one standard
-    error of its own."""
-    return final_val_acc(row) - final_val_acc(other) > standard_error(row, val_size)
-
-
-def take_home(rows: list[dict], val_size: int) -> str | None:
-    """Which searched loss to keep, by final-epoch validation accuracy (no test data): the final mu (``searched``,
-    one loss), unless another retrained candidate of `TAKE_HOME` is ahead of it by more than one standard error of
-    its own accuracy (the one-standard-error rule of model selection), then the best of those; None unless the
-    final mu and at least one other candidate were retrained."""
+def take_home(rows: list[dict], validation: Validation) -> str | None:
+    """Which searched loss to keep, by last-epoch `validation` (no test data): the final mu (``searched``, one loss),
+    unless another retrained candidate of `TAKE_HOME` is ahead of it by more than one standard error of its own
+    accuracy (the one-standard-error rule of model selection), then the best of those; None unless the final mu
+    and at least one other candidate were retrained."""
     candidates = {row["name"]: row for row in rows if row["name"] in TAKE_HOME}
     if "searched" not in candidates or len(candidates) < 2:
         return None
-    ahead = [row for name, row in candidates.items() if name != "searched" and clearly_ahead(row, candidates["searched"], val_size)]
-    return max(ahead, key=final_val_acc)["name"] if ahead else "searched"
+    ahead = [row for name, row in candidates.items() if name != "searched" and validation.ahead(row, candidates["searched"])]
+    return max(ahead, key=validation.accuracy)["name"] if ahead else "searched"
 
 
-def hand_crafted_pick(rows: list[dict]) -> str | None:
-    """The retrained hand-crafted loss with the best final-epoch validation accuracy (what validation picks without
+def hand_crafted_pick(rows: list[dict], validation: Validation) -> str | None:
+    """The retrained hand-crafted loss with the best last-epoch `validation` accuracy (what validation picks without
     the search); None when none was retrained."""
     hand_crafted = [row for row in rows if row["name"] in BASELINES]
-    return max(hand_crafted, key=final_val_acc)["name"] if hand_crafted else None
+    return max(hand_crafted, key=validation.accuracy)["name"] if hand_crafted else None
 
 
-def recommended(rows: list[dict], val_size: int) -> str | None:
-    """What to train with: `take_home`, unless the `hand_crafted_pick` is ahead of it in final-epoch validation
+def recommended(rows: list[dict], validation: Validation) -> str | None:
+    """What to train with: `take_home`, unless the `hand_crafted_pick` is ahead of it in last-epoch `validation`
     accuracy by more than one standard error of its own accuracy (the same rule); None unless both exist."""
-    keep, pick = take_home(rows, val_size), hand_crafted_pick(rows)
+    keep, pick = take_home(rows, validation), hand_crafted_pick(rows, validation)
     if keep is None or pick is None:
         return None
     by_name = {row["name"]: row for row in rows}
-    return pick if clearly_ahead(by_name[pick], by_name[keep], val_size) else keep
+    return pick if validation.ahead(by_name[pick], by_name[keep]) else keep
 
 
-def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int, val_size: int) -> str:
+def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int, validation: Validation) -> str:
     noise = search_cfg.dataset.noise
     lines = [
         f"# Evaluation of {run_dir}",
@@ -275,19 +307,21 @@ def markdown(rows: list[dict], run_dir: Path, search_cfg: DictConfig, seeds: int
             f"| {row['name']}{flag} | {cell(row['test_acc'], row['test_acc_std'])} | "
             f"{cell(row['test_acc_at_best_val'], row['test_acc_at_best_val_std'])} | {row['best_val_acc']:.4f} | {row['seconds']:.0f} |"
         )
-    keep = take_home(rows, val_size)
+    keep = take_home(rows, validation)
+    scale = ("validation accuracy" if validation.transition is None else
+             "validation accuracy corrected for label noise with the search's transition estimate")
     if keep:
-        final_val = ", ".join(f"{row['name']} {final_val_acc(row):.4f}" for row in rows if row["name"] in TAKE_HOME)
-        lines += ["", f"Take home: {keep}, `{TAKE_HOME[keep].format(run=run_dir)}`. Final-epoch validation accuracy: "
+        final_val = ", ".join(f"{row['name']} {validation.accuracy(row):.4f}" for row in rows if row["name"] in TAKE_HOME)
+        lines += ["", f"Take home: {keep}, `{TAKE_HOME[keep].format(run=run_dir)}`. Final-epoch {scale}: "
                       f"{final_val}; another is kept instead of the final mu (searched) only when ahead of it by more "
-                      f"than one standard error of its own accuracy (on {val_size} images)."]
-    choice, pick = recommended(rows, val_size), hand_crafted_pick(rows)
+                      f"than one standard error of its own accuracy (on {validation.size} images)."]
+    choice, pick = recommended(rows, validation), hand_crafted_pick(rows, validation)
     if choice:
         call = f'amlfs.losses.BASELINES["{choice}"]()' if choice == pick else TAKE_HOME[choice].format(run=run_dir)
         by_name = {row["name"]: row for row in rows}
         lines += ["", f"Recommended: {choice}, `{call}`. The hand-crafted loss validation picks, {pick} "
-                      f"({final_val_acc(by_name[pick]):.4f}), replaces the take-home loss "
-                      f"({final_val_acc(by_name[keep]):.4f}) only when ahead of it by more than one standard error."]
+                      f"({validation.accuracy(by_name[pick]):.4f}), replaces the take-home loss "
+                      f"({validation.accuracy(by_name[keep]):.4f}) only when ahead of it by more than one standard error."]
     return "\n".join(lines) + "\n"
 
 
@@ -355,12 +389,26 @@ def checked(cfg: DictConfig, out_dir: Path) -> tuple[Path, dict, DictConfig, Dic
     return run_dir, results, search_cfg, baseline_model
 
 
+def noise_transition(cfg: DictConfig, results: dict) -> torch.Tensor | None:
+    """The search's noise transition estimate (``search.reward=corrected``), to choose by the corrected validation
+    accuracy; None when it has none, or when `evaluate.dataset` changes more than where the data is (other labels)."""
+    if results.get("transition") is None:
+        return None
+    changed = sorted(set(cfg.evaluate.dataset) - LOCATION_KEYS)
+    if changed:
+        log.warning("evaluate.dataset changes %s: the search's noise transition estimate does not hold for these labels; "
+                    "the choices use the plain validation accuracy", ", ".join(changed))
+        return None
+    return torch.tensor(results["transition"], dtype=torch.float64)
+
+
 def execute(cfg: DictConfig, out_dir: Path) -> dict:
     run_dir, results, search_cfg, baseline_model = checked(cfg, out_dir)
     device = resolve_device(cfg.device)
     dtype = getattr(torch, search_cfg.train.dtype)
     data = load_data(search_cfg.dataset, device, augment=search_cfg.train.augment, dtype=dtype,
                      memory_format=memory_format(search_cfg.train))
+    validation = Validation(len(data.val), noise_transition(cfg, results))
     own_model = search_model_row(search_cfg, run_dir, results, data, device, dtype) if "search_model" in cfg.evaluate.rows else None
     writer = SummaryWriter(str(out_dir / "tb"))
     p = torch.linspace(1e-3, 1, 400, dtype=torch.float64)
@@ -388,14 +436,15 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
         log_row(writer, out_dir / "tb" / name, rows[-1])
         evaluation = {"run": str(run_dir), "seeds": cfg.evaluate.seeds, "first_seed": cfg.evaluate.first_seed,
                       "baseline_head": cfg.evaluate.baseline_head, "val_size": len(data.val), "rows": rows,
-                      "take_home": take_home(rows, len(data.val)), "hand_crafted_pick": hand_crafted_pick(rows),
-                      "recommended": recommended(rows, len(data.val))}
+                      "transition": None if validation.transition is None else validation.transition.tolist(),
+                      "take_home": take_home(rows, validation), "hand_crafted_pick": hand_crafted_pick(rows, validation),
+                      "recommended": recommended(rows, validation)}
         atomic.write_json(out_dir / "evaluation.json", evaluation)
     figure = probability_curves(p, curves, f"losses as functions of p_y ({data.num_classes} classes, the rest sharing 1 - p_y)")
     figure.savefig(out_dir / "loss_curves.png", dpi=120)
     writer.add_figure("loss_curves", figure, 0)
     writer.close()
-    atomic.write_bytes(out_dir / "evaluation.md", markdown(rows, run_dir, search_cfg, cfg.evaluate.seeds, len(data.val)).encode())
+    atomic.write_bytes(out_dir / "evaluation.md", markdown(rows, run_dir, search_cfg, cfg.evaluate.seeds, validation).encode())
     return evaluation
 
 

@@ -16,7 +16,6 @@ from amlfs.losses import SearchedLoss
 from amlfs.progress import progress, steps_per_epoch
 from amlfs.seeding import derive_seed
 from amlfs.spaces import LossSpace
-from amlfs.reward import accuracies
 from amlfs.training import accuracy, all_finite, autocast, compiled, confusion, make_optimizer, nonzero_gradient, train_one_epoch
 
 @dataclass
@@ -251,11 +250,6 @@ def stacked_confusions(model: torch.nn.Module, logits, params: dict, buffers: di
             cells = logits(params, buffers, images, False).argmax(-1) * classes + labels
         counts.scatter_add_(1, cells, torch.ones_like(cells))
     return counts.reshape(copies, classes, classes)
-
-
-def stacked_accuracies(model: torch.nn.Module, logits, params: dict, buffers: dict, data: DeviceData, split: Split, train_cfg) -> torch.Tensor:
-    """Accuracy [copies] on `split` of stacked copies of `model` (`logits` from ``stacked_forward``), on the device."""
-    return accuracies(stacked_confusions(model, logits, params, buffers, data, split, train_cfg))
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:

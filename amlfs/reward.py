@@ -27,11 +27,28 @@ def accuracies(confusion: torch.Tensor) -> torch.Tensor:
     return confusion.diagonal(dim1=-2, dim2=-1).sum(-1) / confusion.sum((-2, -1))
 
 
+def corrected_weights(transition: torch.Tensor) -> torch.Tensor:
+    """What one image predicted i with noisy label j counts, ``W[i, j] = (T^-1)[j, i]``, in the clean accuracy that
+    `corrected_accuracies` estimates (the identity for plain accuracy)."""
+    return torch.linalg.inv(transition.double()).T
+
+
 def corrected_accuracies(confusion: torch.Tensor, transition: torch.Tensor) -> torch.Tensor:
-    """The clean accuracy [B] that confusion matrices [B, K, K] against noisy labels imply under `transition` [K, K]."""
+    """The clean accuracy [B] that confusion matrices [B, K, K] against noisy labels imply under `transition` [K, K]:
+    the mean over the images of `corrected_weights`."""
     confusion = confusion.double()
-    inverse = torch.linalg.inv(transition.double().to(confusion.device))
-    return torch.einsum("bij,ji->b", confusion, inverse) / confusion.sum((-2, -1))
+    weights = corrected_weights(transition).to(confusion.device)
+    return (confusion * weights).sum((-2, -1)) / confusion.sum((-2, -1))
+
+
+def corrected_spreads(confusion: torch.Tensor, transition: torch.Tensor) -> torch.Tensor:
+    """The standard deviation [B] over the images of the per-image terms that `corrected_accuracies` averages, so
+    that one standard error of the estimate on n images is it over sqrt(n) (``sqrt(a (1 - a))`` for plain
+    accuracy a)."""
+    confusion = confusion.double()
+    squares = corrected_weights(transition).to(confusion.device).square()
+    second_moment = (confusion * squares).sum((-2, -1)) / confusion.sum((-2, -1))
+    return (second_moment - corrected_accuracies(confusion, transition).square()).clamp_min(0).sqrt()
 
 
 def anchor_transition(probabilities: torch.Tensor, quantile: float = ANCHOR_QUANTILE) -> torch.Tensor:

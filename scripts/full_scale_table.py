@@ -11,7 +11,8 @@ controller, B and epochs) and each search seed k (which also draws the data spli
 
 two jobs at a time with one torch thread each, then prints mean +- std over the seeds of the test accuracy at the final
 epoch and at the best-validation epoch, with the choices `amlfs.evaluate` makes by validation (``take_home``, the
-searched loss to keep; ``hand_crafted_pick``, what a user without the search would pick; ``recommended``), the
+searched loss to keep; ``hand_crafted_pick``, what a user without the search would pick; ``recommended``; after a
+``search.reward=corrected`` search they read every row, the hand-crafted ones included, through its noise estimate), the
 paired differences of ``take_home`` and ``recommended`` against the best hand-crafted loss (by mean, and of each
 search's data), the reward strength of the hand-crafted runs (``spaces_table.reward_strength``), and one line per
 search.
@@ -31,10 +32,11 @@ import argparse
 import json
 import math
 import statistics
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from amlfs.evaluate import hand_crafted_pick, recommended, take_home
+from amlfs.evaluate import Validation, hand_crafted_pick, recommended, recorded_validation, take_home
 from spaces_table import BASELINES, PROTOCOLS, ROOT, cell_dir, cells_of, evaluate_job, reward_strength, search_run
 
 SEARCH_ONLY = ("controller", "space", "search.population", "search.reward", "search.transition_epoch")
@@ -70,15 +72,14 @@ def baselines_job(protocol: str, seed: int, base: Path, device: str, overrides: 
     evaluate_job(base / "ce", base / "baselines", BASELINES, 1, seed, device)
 
 
-def evaluations(searched: Path, hand_crafted: Path) -> tuple[dict[str, dict], int]:
+def evaluations(searched: Path, hand_crafted: Path) -> tuple[dict[str, dict], Validation]:
     """A seed's rows from all its evaluation folders (the searched ones under `searched`, the hand-crafted ones under
-    `hand_crafted`), by name, and the size of its validation split."""
-    rows, val_size = {}, None
+    `hand_crafted`), by name, and the validation its searched evaluation chose with (the corrected accuracy after a
+    ``search.reward=corrected`` search: then the hand-crafted rows are read on the same scale)."""
+    rows = {}
     for folder in [*(searched / name for name in SEARCHED), hand_crafted / "baselines"]:
-        evaluation = json.loads((folder / "evaluation.json").read_text())
-        rows |= {row["name"]: row for row in evaluation["rows"]}
-        val_size = evaluation["val_size"]
-    return rows, val_size
+        rows |= {row["name"]: row for row in json.loads((folder / "evaluation.json").read_text())["rows"]}
+    return rows, recorded_validation(json.loads((searched / "searched" / "evaluation.json").read_text()))
 
 
 def paired(searched: list[float], reference: list[float]) -> str:
@@ -97,11 +98,14 @@ def table(out: Path, hand_crafted_out: Path, seeds: list[int]) -> str:
     lines_per_search, hand_crafted = [], []
     for seed in seeds:
         base = out / f"seed{seed}"
-        rows, val_size = evaluations(base, hand_crafted_out / f"seed{seed}")
+        rows, validation = evaluations(base, hand_crafted_out / f"seed{seed}")
         hand_crafted += [run for name in BASELINES for run in rows[name]["runs"]]
         retrained = list(rows.values())
-        chosen = {"take_home": take_home(retrained, val_size), "hand_crafted_pick": hand_crafted_pick(retrained),
-                  "recommended": recommended(retrained, val_size)}
+        try:
+            chosen = {"take_home": take_home(retrained, validation), "hand_crafted_pick": hand_crafted_pick(retrained, validation),
+                      "recommended": recommended(retrained, validation)}
+        except ValueError as err:
+            sys.exit(f"seed {seed}: {err}")
         for name, row in rows.items():
             pairs.setdefault(name, []).append((row["test_acc"], row["test_acc_at_best_val"]))
         for choice, name in chosen.items():
@@ -111,6 +115,7 @@ def table(out: Path, hand_crafted_out: Path, seeds: list[int]) -> str:
         minutes = sum(epoch["seconds"] for epoch in results["epochs"]) / 60
         accuracies = ", ".join(f"{name} {100 * row['test_acc']:.2f}" for name, row in rows.items())
         choices = ", ".join(f"{choice} = {name}" for choice, name in chosen.items())
+        choices += " (by the corrected validation accuracy)" if validation.transition is not None else ""
         lines_per_search.append(f"- seed {seed}: final mu {loss}; {choices}; {accuracies}; "
                                 f"search {minutes:.1f} min on {results['environment']['device_name']}")
     best = max(BASELINES, key=lambda name: statistics.fmean(final for final, _ in pairs[name]))

@@ -31,7 +31,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from amlfs.evaluate import take_home
+from amlfs.evaluate import recorded_validation, take_home
 from amlfs.results import best_val_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def cell_values(runs: list[tuple[dict, dict | None]]) -> dict[str, list[tuple[fl
             rows = {row["name"]: (row["test_acc"], row["test_acc_at_best_val"]) for row in evaluation["rows"]}
             for name, accuracies in rows.items():
                 values[name].append(accuracies)
-            keep = take_home(evaluation["rows"], evaluation["val_size"])
+            keep = take_home(evaluation["rows"], recorded_validation(evaluation))
             if keep:
                 values["take_home"].append(rows[keep])
     return {row: v for row, v in values.items() if v}

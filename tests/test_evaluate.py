@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from amlfs.config import ConfigError
@@ -30,6 +31,10 @@ def test_evaluate_writes_every_row(tmp_path):
         if row["name"] != "search_model":
             assert [len(r["test_curve"]) for r in row["runs"]] == [2, 2] and [r["seed"] for r in row["runs"]] == [3, 4]
             assert row["runs"][0]["test_acc"] == row["runs"][0]["test_curve"][-1]
+            for run in row["runs"]:  # the last epoch's validation confusion matrix, as the accuracy saw it
+                confusion = np.array(run["val_confusion"])
+                assert confusion.shape == (10, 10) and confusion.sum() == evaluation["val_size"]
+                assert run["val_curve"][-1] == pytest.approx(np.trace(confusion) / confusion.sum(), abs=1e-12)
     search_model = evaluation["rows"][-1]
     assert search_model["test_acc"] == search_results["final"]["test_acc"]
     last_val = {row["name"]: sum(r["val_curve"][-1] for r in row["runs"]) / 2 for row in evaluation["rows"][:3]}
@@ -37,7 +42,7 @@ def test_evaluate_writes_every_row(tmp_path):
     ahead = {name: acc for name, acc in last_val.items()
              if name != "searched" and acc - last_val["searched"] > (acc * (1 - acc) / val_size) ** 0.5}
     keep = max(ahead, key=ahead.get) if ahead else "searched"
-    assert evaluation["val_size"] == val_size and evaluation["take_home"] == keep
+    assert evaluation["val_size"] == val_size and evaluation["take_home"] == keep and evaluation["transition"] is None
     table = (out_dir / "evaluation.md").read_text()
     assert all(f"| {name} |" in table for name in ROWS)
     call = {"searched": f'amlfs.load_loss("{search_dir}")', "schedule": f'amlfs.load_schedule("{search_dir}")',
@@ -54,42 +59,42 @@ def test_evaluate_writes_every_row(tmp_path):
 
 
 def test_take_home_is_the_final_mu_unless_another_candidate_is_more_than_one_standard_error_ahead():
-    from amlfs.evaluate import take_home
+    from amlfs.evaluate import Validation, take_home
 
     def row(name, last_vals):  # the first epoch's validation accuracy must not count
         return {"name": name, "runs": [{"val_curve": [0.95, v]} for v in last_vals]}
 
-    assert take_home([row("schedule", [0.70, 0.50]), row("searched", [0.60, 0.62]), row("ce", [0.9, 0.9])], 100) == "searched"
-    assert take_home([row("searched", [0.5]), row("schedule", [0.7])], 100) == "schedule"  # 0.2 ahead, 1 SE = 0.046
-    assert take_home([row("searched", [0.6]), row("schedule", [0.6])], 100) == "searched"
+    assert take_home([row("schedule", [0.70, 0.50]), row("searched", [0.60, 0.62]), row("ce", [0.9, 0.9])], Validation(100)) == "searched"
+    assert take_home([row("searched", [0.5]), row("schedule", [0.7])], Validation(100)) == "schedule"  # 0.2 ahead, 1 SE = 0.046
+    assert take_home([row("searched", [0.6]), row("schedule", [0.6])], Validation(100)) == "searched"
     # 0.64 against 0.60: one standard error of 0.64 is 0.048 on 100 images (ahead by less), 0.015 on 1000 (by more)
-    assert take_home([row("searched", [0.60]), row("schedule", [0.64])], 100) == "searched"
-    assert take_home([row("searched", [0.60]), row("schedule", [0.64])], 1000) == "schedule"
-    assert take_home([row("searched", [0.60]), row("best_val_mu", [0.64])], 1000) == "best_val_mu"
+    assert take_home([row("searched", [0.60]), row("schedule", [0.64])], Validation(100)) == "searched"
+    assert take_home([row("searched", [0.60]), row("schedule", [0.64])], Validation(1000)) == "schedule"
+    assert take_home([row("searched", [0.60]), row("best_val_mu", [0.64])], Validation(1000)) == "best_val_mu"
     # both ahead by more than one standard error: the higher one; only one ahead by more: that one
-    assert take_home([row("searched", [0.5]), row("schedule", [0.7]), row("best_val_mu", [0.8])], 100) == "best_val_mu"
-    assert take_home([row("searched", [0.5]), row("schedule", [0.8]), row("best_val_mu", [0.7])], 100) == "schedule"
-    assert take_home([row("searched", [0.60]), row("schedule", [0.64]), row("best_val_mu", [0.62])], 1000) == "schedule"
-    assert take_home([row("searched", [0.60]), row("schedule", [0.62]), row("best_val_mu", [0.64])], 100) == "searched"
-    assert take_home([row("schedule", [0.7]), row("ce", [0.9])], 100) is None
-    assert take_home([row("searched", [0.7]), row("ce", [0.9])], 100) is None
+    assert take_home([row("searched", [0.5]), row("schedule", [0.7]), row("best_val_mu", [0.8])], Validation(100)) == "best_val_mu"
+    assert take_home([row("searched", [0.5]), row("schedule", [0.8]), row("best_val_mu", [0.7])], Validation(100)) == "schedule"
+    assert take_home([row("searched", [0.60]), row("schedule", [0.64]), row("best_val_mu", [0.62])], Validation(1000)) == "schedule"
+    assert take_home([row("searched", [0.60]), row("schedule", [0.62]), row("best_val_mu", [0.64])], Validation(100)) == "searched"
+    assert take_home([row("schedule", [0.7]), row("ce", [0.9])], Validation(100)) is None
+    assert take_home([row("searched", [0.7]), row("ce", [0.9])], Validation(100)) is None
 
 
 def test_recommended_is_the_take_home_loss_unless_the_hand_crafted_pick_is_more_than_one_standard_error_ahead():
-    from amlfs.evaluate import hand_crafted_pick, recommended
+    from amlfs.evaluate import Validation, hand_crafted_pick, recommended
 
     def row(name, last_val):
         return {"name": name, "runs": [{"val_curve": [0.95, last_val]}]}
 
     searched = [row("searched", 0.60), row("schedule", 0.58)]
-    assert hand_crafted_pick([*searched, row("sce", 0.62), row("mae", 0.64), row("ce", 0.63)]) == "mae"
+    assert hand_crafted_pick([*searched, row("sce", 0.62), row("mae", 0.64), row("ce", 0.63)], Validation(100)) == "mae"
     # mae 0.64 against the take-home 0.60: one standard error of 0.64 is 0.048 on 100 images, 0.015 on 1000
-    assert recommended([*searched, row("sce", 0.62), row("mae", 0.64)], 100) == "searched"
-    assert recommended([*searched, row("sce", 0.62), row("mae", 0.64)], 1000) == "mae"
-    assert recommended([row("searched", 0.5), row("schedule", 0.7), row("gce", 0.72)], 100) == "schedule"
-    assert recommended([row("searched", 0.5), row("schedule", 0.7), row("gce", 0.8)], 100) == "gce"
-    assert hand_crafted_pick(searched) is None and recommended(searched, 100) is None
-    assert recommended([row("searched", 0.5), row("gce", 0.8)], 100) is None  # no take-home loss without a second candidate
+    assert recommended([*searched, row("sce", 0.62), row("mae", 0.64)], Validation(100)) == "searched"
+    assert recommended([*searched, row("sce", 0.62), row("mae", 0.64)], Validation(1000)) == "mae"
+    assert recommended([row("searched", 0.5), row("schedule", 0.7), row("gce", 0.72)], Validation(100)) == "schedule"
+    assert recommended([row("searched", 0.5), row("schedule", 0.7), row("gce", 0.8)], Validation(100)) == "gce"
+    assert hand_crafted_pick(searched, Validation(100)) is None and recommended(searched, Validation(100)) is None
+    assert recommended([row("searched", 0.5), row("gce", 0.8)], Validation(100)) is None  # no take-home loss without a second candidate
 
 
 def test_evaluate_refuses_a_missing_run(tmp_path):
@@ -161,7 +166,8 @@ def test_vectorized_evaluation_retrains_exactly_as_one_by_one(tmp_path):
         rows[backend] = execute(cfg, tmp_path / backend)["rows"]
     for one, stacked in zip(rows["sequential"], rows["vectorized"], strict=True):
         for a, b in zip(one["runs"], stacked["runs"], strict=True):
-            assert (a["seed"], a["val_curve"], a["test_curve"], a["finite"]) == (b["seed"], b["val_curve"], b["test_curve"], b["finite"])
+            keys = ("seed", "val_curve", "test_curve", "finite", "val_confusion")
+            assert [a[key] for key in keys] == [b[key] for key in keys]
 
 
 def test_stacked_losses_call_each_run_of_one_loss_once_and_equal_each_copys_own_loss():

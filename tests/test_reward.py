@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from amlfs.datasets import load_data
 from amlfs.models import build_model
 from amlfs.noise import ASYMMETRIC_MAPS
-from amlfs.reward import Reward, accuracies, anchor_transition, corrected_accuracies
+from amlfs.evaluate import Validation, take_home
+from amlfs.reward import Reward, accuracies, anchor_transition, corrected_accuracies, corrected_spreads
 from amlfs.search import execute
 
 from conftest import CORRECTED, compose_search, write_bars
@@ -52,6 +53,41 @@ def test_corrected_accuracy_estimates_the_clean_accuracy_from_sampled_noisy_labe
     corrected = float(corrected_accuracies(torch.tensor(confusion)[None], torch.tensor(transition))[0])
     assert abs(corrected - clean_accuracy) < 0.005
     assert clean_accuracy - noisy_accuracy > 0.05  # the noisy accuracy alone is far off
+
+
+def test_corrected_spread_is_the_standard_deviation_of_the_per_image_terms():
+    rng = np.random.default_rng(4)
+    confusion = rng.integers(0, 30, size=(2, K, K))
+    for transition in (flip_matrix(0.4), np.eye(K)):
+        inverse = np.linalg.inv(transition)
+        for child in range(2):  # each image with prediction i and noisy label j contributes inverse[j, i]
+            terms = np.concatenate([np.full(confusion[child, i, j], inverse[j, i]) for i in range(K) for j in range(K)])
+            spread = corrected_spreads(torch.tensor(confusion), torch.tensor(transition))[child]
+            assert float(spread) == pytest.approx(terms.std(), rel=1e-9)
+            mean = corrected_accuracies(torch.tensor(confusion), torch.tensor(transition))[child]
+            assert float(mean) == pytest.approx(terms.mean(), rel=1e-12)
+
+
+def test_choosing_by_the_corrected_accuracy_sees_a_lead_on_a_flipped_class_that_the_noisy_accuracy_hides():
+    transition, per_class = flip_matrix(0.4), 100
+    perfect = np.eye(K) * per_class  # [predicted, clean label]
+    weaker = perfect.copy()
+    weaker[0, 0], weaker[6, 0] = 70, 30  # 30 T-shirts (flipped to Shirt at 40%) taken for shirts
+
+    def row(name, clean):  # expected counts against the noisy labels
+        return {"name": name, "runs": [{"seed": 0, "val_curve": [np.trace(clean @ transition) / clean.sum()],
+                                        "val_confusion": (clean @ transition).tolist()}]}
+
+    rows = [row("searched", weaker), row("schedule", perfect)]
+    plain, corrected = Validation(K * per_class), Validation(K * per_class, torch.tensor(transition))
+    assert [plain.accuracy(r) for r in rows] == pytest.approx([0.834, 0.84])  # 0.006 apart, one standard error 0.012
+    assert [corrected.accuracy(r) for r in rows] == pytest.approx([0.97, 1.0])  # the clean accuracies
+    inverse = np.linalg.inv(transition)
+    terms = np.concatenate([np.full(int(round(n * 10)), inverse[j, i]) for (i, j), n in np.ndenumerate(perfect @ transition) if n])
+    assert corrected.standard_error(rows[1]) == pytest.approx(terms.std() / np.sqrt(K * per_class))  # 0.016
+    assert take_home(rows, plain) == "searched" and take_home(rows, corrected) == "schedule"
+    with pytest.raises(ValueError, match="row ce .*no validation confusion matrix"):
+        corrected.accuracy({"name": "ce", "runs": [{"seed": 2, "val_curve": [0.8]}]})
 
 
 def test_anchor_points_recover_the_transition_from_the_noisy_posteriors():
@@ -125,3 +161,35 @@ def test_a_corrected_search_resumed_after_the_estimate_ends_as_uninterrupted(cor
     assert results_of(run_dir) == results_of(reference)
     weights, expected = torch.load(run_dir / "model.pt"), torch.load(reference / "model.pt")
     assert all(torch.equal(weights[name], expected[name]) for name in expected)
+
+
+def test_an_evaluation_of_a_corrected_search_chooses_by_the_corrected_accuracy(corrected_run, tmp_path):
+    from amlfs.api import compose_config
+    from amlfs.evaluate import execute as evaluate
+
+    _, run_dir = corrected_run
+    cfg = compose_config("evaluate", [f"run={run_dir}", "evaluate.seeds=1", "evaluate.rows=[searched,schedule,ce,mae]", "device=cpu"])
+    evaluation = evaluate(cfg, tmp_path / "evaluation")
+    transition = np.array(results_of(run_dir)["transition"])
+    assert evaluation["transition"] == transition.tolist()
+    corrected = {}
+    for row in evaluation["rows"]:
+        confusion = np.array(row["runs"][0]["val_confusion"])
+        corrected[row["name"]] = np.trace(confusion @ np.linalg.inv(transition)) / evaluation["val_size"]
+    assert evaluation["hand_crafted_pick"] == max(["ce", "mae"], key=corrected.get)
+    assert "corrected for label noise" in (tmp_path / "evaluation" / "evaluation.md").read_text()
+    validation = Validation(evaluation["val_size"], torch.tensor(transition))
+    assert [validation.accuracy(row) for row in evaluation["rows"]] == pytest.approx(list(corrected.values()), abs=1e-12)
+
+
+def test_an_evaluation_on_other_labels_does_not_use_the_searchs_transition(caplog):
+    from amlfs.evaluate import noise_transition
+
+    results = {"transition": flip_matrix(0.4).tolist()}
+    moved = OmegaConf.create({"evaluate": {"dataset": {"archives": "/data/raw", "root": "/data"}}})
+    assert np.array_equal(noise_transition(moved, results).numpy(), flip_matrix(0.4))
+    assert noise_transition(moved, {"transition": None}) is None
+    relabelled = OmegaConf.create({"evaluate": {"dataset": {"archives": "/data/raw", "noise": {"rate": 0.2}}}})
+    with caplog.at_level(logging.WARNING, logger="amlfs"):
+        assert noise_transition(relabelled, results) is None
+    assert "evaluate.dataset changes noise" in caplog.text
