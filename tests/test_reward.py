@@ -1,6 +1,6 @@
 """search.reward: confusion matrices, the noise-corrected accuracy and the anchor-point transition estimate, against
-numpy references; a corrected search's estimate and recorded reward against its own data and final model, and its
-resume."""
+numpy references; a corrected search's estimate and recorded reward against its own data and final model, its
+resume, and the choices of an evaluation by the corrected accuracy."""
 
 import json
 import logging
