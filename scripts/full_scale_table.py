@@ -76,10 +76,9 @@ def evaluations(searched: Path, hand_crafted: Path) -> tuple[dict[str, dict], Va
     """A seed's rows from all its evaluation folders (the searched ones under `searched`, the hand-crafted ones under
     `hand_crafted`), by name, and the validation its searched evaluation chose with (the corrected accuracy after a
     ``search.reward=corrected`` search: then the hand-crafted rows are read on the same scale)."""
-    rows = {}
-    for folder in [*(searched / name for name in SEARCHED), hand_crafted / "baselines"]:
-        rows |= {row["name"]: row for row in json.loads((folder / "evaluation.json").read_text())["rows"]}
-    return rows, recorded_validation(json.loads((searched / "searched" / "evaluation.json").read_text()))
+    folders = [*(searched / name for name in SEARCHED), hand_crafted / "baselines"]  # the searched evaluation first
+    records = [json.loads((folder / "evaluation.json").read_text()) for folder in folders]
+    return {row["name"]: row for record in records for row in record["rows"]}, recorded_validation(records[0])
 
 
 def paired(searched: list[float], reference: list[float]) -> str:
