@@ -122,12 +122,7 @@ class VectorizedPopulation(Population):
                  size: int, first_child: int = 0):
         super().__init__(model, space, data, train_cfg, seed, shared_batches, first_child)
         self.size = size
-
-        def stacked(tensor: torch.Tensor) -> torch.Tensor:
-            return tensor.detach().unsqueeze(0).repeat(size, *([1] * tensor.dim())).contiguous()
-
-        self.params = {name: stacked(p).requires_grad_() for name, p in model.named_parameters()}
-        self.buffers = {name: stacked(b) for name, b in model.named_buffers()}
+        self.params, self.buffers = stack_models([model] * size)
         self.optimizer = make_optimizer(list(self.params.values()), train_cfg)
         logits = stacked_forward(model)
 

@@ -14,8 +14,8 @@ epoch and at the best-validation epoch, with the choices `amlfs.evaluate` makes 
 searched loss to keep; ``hand_crafted_pick``, what a user without the search would pick; ``recommended``; after a
 ``search.reward=corrected`` search they read every row, the hand-crafted ones included, through its noise estimate), the
 paired differences of ``take_home`` and ``recommended`` against the best hand-crafted loss (by mean, and of each
-search's data), the reward strength of the hand-crafted runs (``spaces_table.reward_strength``), and one line per
-search.
+search's data), the reward strength of the hand-crafted runs (``spaces_table.reward_strength``, on the scale the
+choices read), and one line per search.
 ``--override KEY=VALUE`` changes the protocol, into a folder of its own
 (``fashion_mnist_asym40-dataset.noise.validation-clean`` below). A key of `SEARCH_ONLY` (controller, space,
 population) changes the searches only, which share the hand-crafted runs of the protocol without it (so
@@ -94,11 +94,13 @@ def paired(searched: list[float], reference: list[float]) -> str:
 
 def table(out: Path, hand_crafted_out: Path, seeds: list[int]) -> str:
     pairs: dict[str, list[tuple[float, float]]] = {}
-    lines_per_search, hand_crafted = [], []
+    lines_per_search, hand_crafted, corrected = [], [], False
     for seed in seeds:
         base = out / f"seed{seed}"
         rows, validation = evaluations(base, hand_crafted_out / f"seed{seed}")
-        hand_crafted += [run for name in BASELINES for run in rows[name]["runs"]]
+        hand_crafted += [(run["test_acc"], validation.accuracy({"name": name, "runs": [run]}))
+                         for name in BASELINES for run in rows[name]["runs"]]
+        corrected |= validation.transition is not None
         retrained = list(rows.values())
         try:
             chosen = {"take_home": take_home(retrained, validation), "hand_crafted_pick": hand_crafted_pick(retrained, validation),
@@ -127,7 +129,7 @@ def table(out: Path, hand_crafted_out: Path, seeds: list[int]) -> str:
     against = [f"Final epoch, search by search, in points: {choice} {paired(finals[choice], finals[best])} against "
                f"{best}, {paired(finals[choice], best_of_search)} against the best hand-crafted loss of each search's "
                f"data." for choice in ("take_home", "recommended")]
-    return "\n".join(lines + ["", *against, "", reward_strength(hand_crafted), "", *lines_per_search]) + "\n"
+    return "\n".join(lines + ["", *against, "", reward_strength(hand_crafted, "corrected " if corrected else ""), "", *lines_per_search]) + "\n"
 
 
 def main() -> None:

@@ -156,12 +156,12 @@ def baseline_runs(out: Path, seeds: int) -> dict[str, list[dict]]:
     return runs
 
 
-def reward_strength(runs: list[dict]) -> str:
-    """How far the final-epoch validation accuracy of `runs` (hand-crafted retrainings) moves per point of test
-    accuracy: least squares over the runs, as a line of the table's notes."""
-    slope = statistics.linear_regression([r["test_acc"] for r in runs], [r["val_curve"][-1] for r in runs]).slope
-    return (f"Reward strength: the hand-crafted runs' final-epoch validation accuracy moves {slope:.2f} points per "
-            f"point of test accuracy (least squares over {len(runs)} runs).")
+def reward_strength(points: list[tuple[float, float]], scale: str = "") -> str:
+    """How far the final-epoch validation accuracy of hand-crafted retrainings moves per point of test accuracy: least
+    squares over their (test, validation) `points`, as a line of the table's notes; `scale` names the validation's."""
+    slope = statistics.linear_regression(*zip(*points)).slope
+    return (f"Reward strength: the hand-crafted runs' final-epoch {scale}validation accuracy moves {slope:.2f} points "
+            f"per point of test accuracy (least squares over {len(points)} runs).")
 
 
 def table(out: Path, cells: list[str], seeds: int, baseline_seeds: int) -> str:
@@ -175,7 +175,7 @@ def table(out: Path, cells: list[str], seeds: int, baseline_seeds: int) -> str:
     for name in cells:
         for row, values in cell_values(runs_of[name]).items():
             lines.append(f"| {name} {SEARCHED_ROWS[row]} | {cells_of(values)} |")
-    lines += ["", reward_strength([run for row_runs in baselines.values() for run in row_runs])]
+    lines += ["", reward_strength([(r["test_acc"], r["val_curve"][-1]) for row_runs in baselines.values() for r in row_runs])]
     for name in cells:
         epochs = [e for results, _ in runs_of[name] for e in results["epochs"]]
         tied = sum(max(e["rewards"]) == min(e["rewards"]) for e in epochs)
