@@ -21,7 +21,8 @@ choices read), and one line per search.
 population) changes the searches only, which share the hand-crafted runs of the protocol without it (so
 ``--override controller=cmaes`` compares CMA-ES with REINFORCE on the same hand-crafted runs); any other key (data,
 noise, reward split, model, training) changes the hand-crafted runs too.
-Finished runs are kept and skipped and a killed search resumes, so the script can be stopped and started again.
+Finished runs are kept and skipped and a killed search resumes, so the script can be stopped and started again; a
+run that another driver is making (two cells share the hand-crafted runs) is waited for, not made twice.
 
     python scripts/full_scale_table.py fashion_mnist_sym40 --seeds 0 1 2
     python scripts/full_scale_table.py fashion_mnist_sym40 --override controller=cmaes

@@ -17,18 +17,21 @@ with a cosine head, B = 4 children x 15 epochs, data split and noise fixed at se
 two jobs at a time with one torch thread each, then prints the table (mean +- std of the test accuracy at the final
 epoch and at the epoch of best validation accuracy) and, for each search, the loss at its final mu with that search's
 figures.
-Finished runs are kept and skipped, so the script can be stopped and started again.
+Finished runs are kept and skipped, so the script can be stopped and started again; a run another driver is making
+is waited for (a lock file beside its folder).
 
     python scripts/spaces_table.py fashion_mnist_sym40 mixture:reinforce poly:reinforce mixture:frozen
 """
 
 import argparse
+import fcntl
 import json
 import os
 import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from amlfs.evaluate import recorded_validation, take_home
@@ -69,6 +72,16 @@ def run(command: list[str], log: Path) -> None:
         raise RuntimeError(f"{' '.join(command)} failed (exit {result.returncode}); see {log}")
 
 
+@contextmanager
+def claimed(out_dir: Path):
+    """An exclusive lock on the run into `out_dir` (a file beside it), held while the run is checked and made: a second
+    driver that needs the same run (two cells sharing the hand-crafted runs) waits for it instead of making it again."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with (out_dir.parent / f".{out_dir.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def finished(path: Path, key: str) -> bool:
     try:
         return bool(json.loads(path.read_text()).get(key))
@@ -78,10 +91,11 @@ def finished(path: Path, key: str) -> bool:
 
 def search_run(run_dir: Path, overrides: list[str], log: Path, device: str = "cpu") -> None:
     """One ``amlfs.search`` with `overrides` into `run_dir`: skipped once finished, resumed from its checkpoints."""
-    if finished(run_dir / "results.json", "final"):
-        return
-    resume = ["resume=true"] if (run_dir / "checkpoints").exists() else []
-    run([sys.executable, "-m", "amlfs.search", *overrides, f"hydra.run.dir={run_dir}", f"device={device}", *resume], log)
+    with claimed(run_dir):
+        if finished(run_dir / "results.json", "final"):
+            return
+        resume = ["resume=true"] if (run_dir / "checkpoints").exists() else []
+        run([sys.executable, "-m", "amlfs.search", *overrides, f"hydra.run.dir={run_dir}", f"device={device}", *resume], log)
 
 
 def search_job(out: Path, protocol: str, cell: str, seed: int) -> None:
@@ -91,12 +105,13 @@ def search_job(out: Path, protocol: str, cell: str, seed: int) -> None:
 
 
 def evaluate_job(run_dir: Path, out_dir: Path, rows: list[str], seeds: int, first_seed: int, device: str = "cpu") -> None:
-    if finished(out_dir / "evaluation.json", "rows") and len(json.loads((out_dir / "evaluation.json").read_text())["rows"]) == len(rows):
-        return
-    (out_dir / "evaluation.json").unlink(missing_ok=True)  # of other rows: amlfs.evaluate refuses to overwrite it
-    command = [sys.executable, "-m", "amlfs.evaluate", f"run={run_dir}", f"evaluate.rows=[{','.join(rows)}]",
-               f"evaluate.seeds={seeds}", f"evaluate.first_seed={first_seed}", f"hydra.run.dir={out_dir}", f"device={device}"]
-    run(command, out_dir.parent / f"{out_dir.name}.log")
+    with claimed(out_dir):
+        if finished(out_dir / "evaluation.json", "rows") and len(json.loads((out_dir / "evaluation.json").read_text())["rows"]) == len(rows):
+            return
+        (out_dir / "evaluation.json").unlink(missing_ok=True)  # of other rows: amlfs.evaluate refuses to overwrite it
+        command = [sys.executable, "-m", "amlfs.evaluate", f"run={run_dir}", f"evaluate.rows=[{','.join(rows)}]",
+                   f"evaluate.seeds={seeds}", f"evaluate.first_seed={first_seed}", f"hydra.run.dir={out_dir}", f"device={device}"]
+        run(command, out_dir.parent / f"{out_dir.name}.log")
 
 
 def cell_runs(out: Path, cell: str, seeds: int) -> list[tuple[dict, dict | None]]:
