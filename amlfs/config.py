@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from amlfs.controllers import CONTROLLERS
 from amlfs.distributed import run_id
 from amlfs.noise import ASYMMETRIC_MAPS
-from amlfs.reward import REWARDS
+from amlfs.reward import REWARDS, TRANSITION_MODELS
 from amlfs.spaces import BUILDERS as SPACES
 from amlfs.spaces.amlfs import VARIANTS as PIECEWISE_SPACES
 
@@ -316,6 +316,7 @@ def validate(cfg: DictConfig) -> torch.device:
     if _choice(cfg, "search.reward", set(REWARDS)) == "corrected":
         epochs = _value(cfg, "search.epochs")
         _integer(cfg, "search.transition_epoch", 1)
+        _choice(cfg, "search.transition_model", set(TRANSITION_MODELS))
         if _value(cfg, "search.transition_epoch") >= epochs:
             _fail("search.transition_epoch", _value(cfg, "search.transition_epoch"),
                   f"search.reward=corrected needs it below search.epochs={epochs}, or the corrected reward is never used")

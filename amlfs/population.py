@@ -18,6 +18,7 @@ from amlfs.seeding import derive_seed
 from amlfs.spaces import LossSpace
 from amlfs.training import accuracy, all_finite, autocast, compiled, confusion, make_optimizer, nonzero_gradient, train_one_epoch
 
+
 @dataclass
 class EpochOutcome:
     """What the children of one epoch achieved, one entry per child (tensors on the device): the confusion matrix
@@ -245,6 +246,22 @@ def stacked_confusions(model: torch.nn.Module, logits, params: dict, buffers: di
             cells = logits(params, buffers, images, False).argmax(-1) * classes + labels
         counts.scatter_add_(1, cells, torch.ones_like(cells))
     return counts.reshape(copies, classes, classes)
+
+
+def cross_entropy_probabilities(model: torch.nn.Module, space: LossSpace, data: DeviceData, train_cfg, seed: int,
+                                epochs: int) -> torch.Tensor:
+    """Softmax outputs [N, K] on the training split of a copy of `model` (which stays as it is) trained for `epochs`
+    epochs with cross-entropy (`space`'s identity) and a fresh Adam: one child on the shared batches of the search
+    `seed`. The global random state is restored afterwards (a model with dropout draws from it, seeded by `seed`)."""
+    device = data.train.labels.device
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(derive_seed(seed, "cross-entropy model"))
+        child = SequentialPopulation(copy.deepcopy(model), space, data, train_cfg, seed, shared_batches=True)
+        for epoch in range(epochs):
+            child.train(space.identity()[None], epoch)
+            child.broadcast(0)
+        return child.probabilities(data.train)
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:

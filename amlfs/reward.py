@@ -5,7 +5,9 @@ labelled j), the expected confusion matrix against the noisy labels is ``Q = C T
 labels (rows: predicted class). So ``trace(Q T^-1) / n`` estimates the clean accuracy from noisy labels alone; it
 tells a child that classifies one more flipped image right by a full count, where the noisy accuracy sees a fraction.
 T is estimated by anchor points (Patrini et al., CVPR 2017): for each class i, the predicted distribution over the
-noisy labels of the training image ranked at the 97th percentile of p(i | x) under a model trained on those labels.
+noisy labels of the training image ranked at the 97th percentile of p(i | x) under a model trained on those labels
+(the broadcast model, or one trained with cross-entropy: ``TRANSITION_MODELS``). A model trained with a robust loss
+does not fit the flipped labels, and its anchors under-estimate the flips.
 """
 
 import logging
@@ -15,6 +17,10 @@ import torch
 log = logging.getLogger("amlfs")
 
 REWARDS = ("accuracy", "corrected")
+TRANSITION_MODELS = ("broadcast", "ce")
+"""Config ``search.transition_model``: the model whose outputs the anchor points read, the search's broadcast model or
+one trained with cross-entropy from the same initial weights (the estimate then does not depend on the losses the
+search has tried; RESULTS.md)."""
 ANCHOR_QUANTILE = 0.97
 MAX_CONDITION = 20.0
 """An estimate with a larger condition number is not used: ``T^-1`` would amplify the estimate's errors. The standard

@@ -3,11 +3,13 @@
     python -m amlfs.search [dataset=...] [model=...] [space=...] [search.population=B] ...
 """
 
+import copy
 import logging
 import math
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -21,7 +23,7 @@ from amlfs.controllers import build_controller
 from amlfs.datasets import load_data
 from amlfs.idx import DataFileError
 from amlfs.models import MODEL_FILES, build_model, check_cosine_head, check_fits
-from amlfs.population import make_population, resolve_backend
+from amlfs.population import cross_entropy_probabilities, make_population, resolve_backend
 from amlfs.recorder import Recorder
 from amlfs.results import FILE as RESULTS_FILE, best_val_epoch, read_results
 from amlfs.reward import Reward, anchor_transition
@@ -109,17 +111,29 @@ def judge(rewards: torch.Tensor, failed: torch.Tensor) -> tuple[torch.Tensor, in
     return rewards, int(torch.where(failed, -math.inf, rewards).argmax())
 
 
-def estimate_transition(reward: Reward, population, data, world: distributed.World, recorder: Recorder | None) -> None:
-    """Estimate the label-noise transition matrix of ``search.reward=corrected`` from the broadcast model's outputs on
-    the training images (on rank 0, sent to all) and record it in results.json."""
-    transition = distributed.on_rank_zero(world, lambda: anchor_transition(population.probabilities(data.train)).cpu())
+def transition_outputs(cfg: DictConfig, model: torch.nn.Module, space, data, population) -> tuple[Callable[[], torch.Tensor], str]:
+    """What ``search.reward=corrected`` estimates T from, and its name: the softmax outputs on the training images of
+    the broadcast model, or (``search.transition_model=ce``) of a model trained with cross-entropy from `model`'s
+    weights as they are now (the search's initial weights) for ``search.transition_epoch`` epochs."""
+    if cfg.search.reward != "corrected" or cfg.search.transition_model == "broadcast":
+        return lambda: population.probabilities(data.train), "broadcast"
+    initial = copy.deepcopy(model)
+    return (lambda: cross_entropy_probabilities(initial, space, data, cfg.train, cfg.seed, cfg.search.transition_epoch),
+            f"cross-entropy ({cfg.search.transition_epoch} epochs)")
+
+
+def estimate_transition(reward: Reward, outputs: Callable[[], torch.Tensor], source: str, world: distributed.World,
+                        recorder: Recorder | None) -> None:
+    """Estimate the label-noise transition matrix of ``search.reward=corrected`` by anchor points from `outputs` (on
+    rank 0, sent to all) and record it in results.json."""
+    transition = distributed.on_rank_zero(world, lambda: anchor_transition(outputs()).cpu())
     if not reward.set_transition(transition):
         return
     if recorder is not None:
         recorder.results["transition"] = reward.transition.tolist()
     flips = ", ".join(f"{i}->{j} {transition[i, j]:.2f}" for i, j in torch.nonzero(transition > 0.1).tolist() if i != j)
-    log.info("search.reward=corrected from epoch %d on: noise transition estimated by anchor points, off-diagonal "
-             "entries above 0.1: %s", reward.transition_epoch + 1, flips or "none")
+    log.info("search.reward=corrected from epoch %d on: noise transition estimated by anchor points from the %s model, "
+             "off-diagonal entries above 0.1: %s", reward.transition_epoch + 1, source, flips or "none")
 
 
 def execute(cfg: DictConfig, run_dir: Path) -> dict | None:
@@ -163,6 +177,7 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
     backend = resolve_backend(cfg.search.backend, device)
     mine = world.block(population_size)
     population = make_population(backend, model, space, data, cfg.train, cfg.seed, cfg.search.shared_batches, len(mine), mine.start)
+    outputs, source = transition_outputs(cfg, model, space, data, population)
     reward = Reward(cfg.search.reward, cfg.search.transition_epoch)
     failed_streak, first_epoch = 0, 0
     if saved:
@@ -187,7 +202,7 @@ def search(cfg: DictConfig, run_dir: Path, world: distributed.World, device: tor
         started = time.perf_counter()
         sigma = controller.sigma
         if reward.wants_transition(epoch):
-            estimate_transition(reward, population, data, world, recorder)
+            estimate_transition(reward, outputs, source, world, recorder)
         thetas = controller.sample(population_size)
         outcome = population.train(thetas[mine.start : mine.stop], epoch)
         confusion, train_loss, failed = distributed.gather_outcome(world, population_size, outcome.confusion, outcome.train_loss, outcome.failed)

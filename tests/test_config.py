@@ -132,6 +132,7 @@ def test_every_experiment_composes_and_validates(name):
         (["search.reward=clean"], "search.reward"),
         (["search.reward=corrected", "search.transition_epoch=0"], "search.transition_epoch"),
         (["search.reward=corrected", "search.epochs=2", "search.transition_epoch=2"], "search.transition_epoch"),
+        (["search.reward=corrected", "search.transition_model=clean"], "search.transition_model"),
         (["search.reward=corrected", "dataset.noise.kind=symmetric", "dataset.noise.rate=0.4", "dataset.noise.validation=clean"],
          "search.reward"),
     ],

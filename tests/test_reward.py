@@ -1,6 +1,7 @@
 """search.reward: confusion matrices, the noise-corrected accuracy and the anchor-point transition estimate, against
 numpy references; a corrected search's estimate and recorded reward against its own data and final model, its
-resume, and the choices of an evaluation by the corrected accuracy."""
+resume, the estimate from a cross-entropy model against a cross-entropy search's, and the choices of an evaluation
+by the corrected accuracy."""
 
 import json
 import logging
@@ -161,6 +162,21 @@ def test_a_corrected_search_resumed_after_the_estimate_ends_as_uninterrupted(cor
     assert results_of(run_dir) == results_of(reference)
     weights, expected = torch.load(run_dir / "model.pt"), torch.load(reference / "model.pt")
     assert all(torch.equal(weights[name], expected[name]) for name in expected)
+
+
+def test_a_cross_entropy_transition_model_is_the_broadcast_model_of_a_cross_entropy_search(corrected_run, tmp_path):
+    """search.transition_model=ce reads T from a model trained with cross-entropy on the search's own batches: the
+    broadcast model of a one-child space=ce search of the same seed, whose estimate is the reference; the broadcast
+    model of a search whose children are never cross-entropy (space=poly, CMA-ES at step size 2) gives another."""
+    cfg, _ = corrected_run
+    overrides = [*(o for o in CORRECTED if not o.startswith("controller=")), f"dataset.path={cfg.dataset.path}", "search.epochs=2"]
+    far = [*overrides, "space=poly", "controller=cmaes", "controller.sigma=2"]
+    from_ce_model = execute(compose_search([*far, "search.transition_model=ce"]), tmp_path / "ce_model")
+    from_broadcast = execute(compose_search([*far, "search.transition_model=broadcast"]), tmp_path / "broadcast")
+    ce_search = execute(compose_search([*overrides, "space=ce", "search.population=1"]), tmp_path / "ce_search")
+    reference = np.array(ce_search["transition"])
+    np.testing.assert_allclose(from_ce_model["transition"], reference, atol=1e-6)
+    assert np.abs(np.array(from_broadcast["transition"]) - reference).max() > 0.01
 
 
 def test_an_evaluation_of_a_corrected_search_chooses_by_the_corrected_accuracy(corrected_run, tmp_path):
