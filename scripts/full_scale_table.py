@@ -40,7 +40,7 @@ from pathlib import Path
 from amlfs.evaluate import Validation, hand_crafted_pick, recommended, recorded_validation, take_home
 from spaces_table import BASELINES, PROTOCOLS, ROOT, cell_dir, cells_of, evaluate_job, reward_strength, search_run
 
-SEARCH_ONLY = ("controller", "space", "search.population", "search.reward", "search.transition_epoch")
+SEARCH_ONLY = ("controller", "space", "search.population", "search.reward", "search.transition_epoch", "search.transition_model")
 """Override keys (and their sub-keys) that change the search alone, not the hand-crafted losses' training."""
 SEARCHED = {"searched": ["searched", "schedule", "search_model"], "best_val_mu": ["best_val_mu"]}
 """The searched rows' evaluations: folder -> rows."""
