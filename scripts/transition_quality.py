@@ -14,6 +14,7 @@ gives the reference line.
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,12 @@ def fidelity(transition: np.ndarray, evaluation: dict) -> tuple[float, float, in
     return statistics.linear_regression(test, corrected).slope, statistics.correlation(test, corrected), len(runs)
 
 
+def read(path: Path, why: str) -> dict:
+    if not path.is_file():
+        sys.exit(f"{path} does not exist: {why}")
+    return json.loads(path.read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("hand_crafted", type=Path, help="full_scale_table.py's folder of the protocol's hand-crafted runs")
@@ -50,14 +57,15 @@ def main() -> None:
     args = parser.parse_args()
     truths = {}
     for run in args.runs:
-        results = json.loads((run / "results.json").read_text())
+        results = read(run / "results.json", "not a finished search run dir")
         config, estimate = results["config"], results.get("transition")
         seed = config["seed"]
         truth = true_transition(config["dataset"], results["data"]["num_classes"])
-        evaluation = json.loads((args.hand_crafted / f"seed{seed}" / "baselines" / "evaluation.json").read_text())
+        evaluation = read(args.hand_crafted / f"seed{seed}" / "baselines" / "evaluation.json",
+                          f"the hand-crafted runs of seed {seed} ({run}); run full_scale_table.py for that seed")
         truths[seed] = truth, evaluation
         if estimate is None:
-            print(f"{run}: no usable estimate (plain accuracy)")
+            print(f"{run}: no estimate (a plain-accuracy search, or its estimate was refused)")
             continue
         estimate = np.array(estimate)
         flips = ", ".join(f"{i}->{j} {estimate[i, j]:.2f}" for i, j in zip(*np.nonzero(truth - np.diag(np.diag(truth)) > 0.1))) or "none above 0.1"
