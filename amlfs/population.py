@@ -250,14 +250,14 @@ def stacked_confusions(model: torch.nn.Module, logits, params: dict, buffers: di
 
 def cross_entropy_probabilities(model: torch.nn.Module, space: LossSpace, data: DeviceData, train_cfg, seed: int,
                                 epochs: int) -> torch.Tensor:
-    """Softmax outputs [N, K] on the training split of a copy of `model` (which stays as it is) trained for `epochs`
-    epochs with cross-entropy (`space`'s identity) and a fresh Adam: one child on the shared batches of the search
-    `seed`. The global random state is restored afterwards (a model with dropout draws from it, seeded by `seed`)."""
+    """Softmax outputs [N, K] on the training split of `model` (trained in place: pass a copy) after `epochs` epochs
+    of cross-entropy (`space`'s identity) with a fresh Adam: one child on the shared batches of the search `seed`.
+    The global random state is restored afterwards (a model with dropout draws from it, seeded by `seed`)."""
     device = data.train.labels.device
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(derive_seed(seed, "cross-entropy model"))
-        child = SequentialPopulation(copy.deepcopy(model), space, data, train_cfg, seed, shared_batches=True)
+        child = SequentialPopulation(model, space, data, train_cfg, seed, shared_batches=True)
         for epoch in range(epochs):
             child.train(space.identity()[None], epoch)
             child.broadcast(0)

@@ -114,7 +114,7 @@ def judge(rewards: torch.Tensor, failed: torch.Tensor) -> tuple[torch.Tensor, in
 def transition_outputs(cfg: DictConfig, model: torch.nn.Module, space, data, population) -> tuple[Callable[[], torch.Tensor], str]:
     """What ``search.reward=corrected`` estimates T from, and its name: the softmax outputs on the training images of
     the broadcast model, or (``search.transition_model=ce``) of a model trained with cross-entropy from `model`'s
-    weights as they are now (the search's initial weights) for ``search.transition_epoch`` epochs."""
+    weights as they are now (the search's initial weights, copied here) for ``search.transition_epoch`` epochs."""
     if cfg.search.reward != "corrected" or cfg.search.transition_model == "broadcast":
         return lambda: population.probabilities(data.train), "broadcast"
     initial = copy.deepcopy(model)
