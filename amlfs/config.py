@@ -286,6 +286,7 @@ def validate(cfg: DictConfig) -> torch.device:
         _integer(cfg, "space.terms", 1)
     if space == "mixture":
         _real(cfg, "space.max_gap", 1, math.inf, low_open=False, high_open=True, optional=True)
+        _real(cfg, "space.min_active", 0, 1, low_open=False, high_open=True)
     _real(cfg, "space.reinforce_lr", 0, math.inf, low_open=False, high_open=True, optional=True)
     _integer(cfg, "search.population", 2 if searching else 1, f" for space={space}" if searching else "")
     _integer(cfg, "search.epochs", 1)

@@ -109,6 +109,7 @@ def test_every_experiment_composes_and_validates(name):
         (["space.continuous=1"], "space.continuous"),
         (["space=poly", "space.terms=0"], "space.terms"),
         (["space=mixture", "space.max_gap=0.5"], "space.max_gap"),
+        (["space=mixture", "space.min_active=1"], "space.min_active"),
         (["space.reinforce_lr=-1"], "space.reinforce_lr"),
         (["controller.learn=maybe"], "controller.learn"),
         (["seed=abc"], "seed"),

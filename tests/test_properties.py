@@ -18,7 +18,7 @@ KEYS = [
     "dataset.max_train", "dataset.noise", "dataset.noise.kind", "dataset.noise.rate", "dataset.noise.validation",
     "dataset.noise_map", "train.batch_size", "train.lr", "train.dtype", "train.autocast", "train.compile",
     "train.channels_last", "train.fused_adam", "log.curve_every", "model._target_", "model", "controller.name",
-    "controller.learn", "space.terms", "space.max_gap", "space.reinforce_lr", "dataset.split_seed", "dataset.path", "dataset.name",
+    "controller.learn", "space.terms", "space.max_gap", "space.min_active", "space.reinforce_lr", "dataset.split_seed", "dataset.path", "dataset.name",
 ]
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),

@@ -30,22 +30,38 @@ def simplex_by_scan(scores: list[float]) -> list[float]:
     raise AssertionError("no support")
 
 
-def reference(theta: list[float], logits: list[float], y: int) -> float:
+def floored(shares: list[float], floor: float) -> list[float]:
+    """`shares` (ce, mae, gce, nce) after the active floor, by its definition: CE tops CE + NCE up to `floor`, MAE
+    and GCE share what is left in their own proportion."""
+    ce, mae, gce, nce = shares
+    if ce + nce >= floor:
+        return shares
+    ce = floor - nce
+    left = 1 - ce - nce
+    return [ce, left * mae / (mae + gce), left * gce / (mae + gce), nce]
+
+
+def reference(theta: list[float], logits: list[float], y: int, floor: float = 0.0) -> float:
     p = softmax_row(logits)
-    w_ce, w_mae, w_gce, w_nce = (pi * scale for pi, scale in zip(simplex_by_scan(theta[:4]), (1, 2, 1, 1)))
+    shares = floored(simplex_by_scan(theta[:4]), floor)
+    w_ce, w_mae, w_gce, w_nce = (pi * scale for pi, scale in zip(shares, (1, 2, 1, 1)))
     q = min(max(theta[4], Q_RANGE[0]), Q_RANGE[1])
     ce = -math.log(p[y])
     nce = ce / sum(-math.log(pk) for pk in p)
     return w_ce * ce + w_mae * (1 - p[y]) + w_gce * (1 - p[y] ** q) / q + w_nce * nce
 
 
-def test_random_parameters_match_the_per_sample_reference():
+@pytest.mark.parametrize("floor", [0.0, 0.04, 0.3])
+def test_random_parameters_match_the_per_sample_reference(floor):
     g = torch.Generator().manual_seed(0)
-    theta = SPACE.identity() + torch.randn(6, SPACE.dim, generator=g, dtype=torch.float64)
+    theta = SPACE.identity() + torch.randn(8, SPACE.dim, generator=g, dtype=torch.float64)
     theta[0, 4], theta[1, 4] = -3.0, 4.0  # q clamped at both ends
-    got = SPACE.loss(theta, LOGITS, TARGET)
+    theta[6, :4] = torch.tensor([-2.0, 1.0, 0.6, -2.0])  # passive only: CE fills the floor
+    theta[7, :4] = torch.tensor([-2.0, 1.0, -1.0, -0.9])  # NCE under any floor above 0.05
+    space = build_space("mixture", min_active=floor)
+    got = space.loss(theta, LOGITS, TARGET)
     for b in range(len(theta)):
-        expected = [reference(theta[b].tolist(), LOGITS[n].tolist(), int(TARGET[n])) for n in range(len(TARGET))]
+        expected = [reference(theta[b].tolist(), LOGITS[n].tolist(), int(TARGET[n]), floor) for n in range(len(TARGET))]
         torch.testing.assert_close(got[b], torch.tensor(expected, dtype=torch.float64), rtol=1e-10, atol=1e-12)
 
 
@@ -65,6 +81,34 @@ def scores_for(ce: float = 0.0, nce: float = 0.0) -> list[float]:
 def test_named_points_are_the_baselines_up_to_a_positive_factor(point, baseline):
     ratio = loss_ratio(SPACE, point, BASELINES[baseline](), LOGITS, TARGET)
     assert ratio.min() > 0 and ratio.max().item() == pytest.approx(ratio.min().item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("point,baseline", [
+    ([1.0, 0.0, 0.0, 0.0, 0.7], "ce"),
+    (scores_for(ce=0.1 / A), "sce"),
+    (scores_for(nce=1.0 / A), "nce_rce"),
+])
+def test_an_active_floor_up_to_sces_ce_share_keeps_the_active_points(point, baseline):
+    ratio = loss_ratio(build_space("mixture", min_active=0.021), point, BASELINES[baseline](), LOGITS, TARGET)
+    assert ratio.min() > 0 and ratio.max().item() == pytest.approx(ratio.min().item(), rel=1e-10)
+
+
+def test_an_active_floor_turns_mae_into_sce():
+    share = 0.1 / A / (0.1 / A + 0.5)  # SCE(0.1, 1) = 0.1 CE + A (1 - p_y): its CE share of the simplex
+    space = build_space("mixture", min_active=share)
+    mae = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.7]], dtype=torch.float64)
+    assert space.parameters(mae)[0][0].tolist() == pytest.approx([share, 2 * (1 - share), 0.0, 0.0])
+    ratio = loss_ratio(space, mae[0].tolist(), BASELINES["sce"](), LOGITS, TARGET)
+    assert ratio.max().item() == pytest.approx(ratio.min().item(), rel=1e-10)
+
+
+def test_the_active_floor_is_continuous_where_it_starts_to_act():
+    space = build_space("mixture", min_active=0.2)
+    steps = torch.linspace(0, 1, 2001, dtype=torch.float64)[:, None]  # from the MAE vertex to the NCE one
+    path = (1 - steps) * torch.tensor([0.0, 1.0, 0.0, 0.0, 0.7], dtype=torch.float64) + steps * torch.tensor([0.0, 0.0, 0.0, 1.0, 0.7], dtype=torch.float64)
+    weights, _ = space.parameters(path)
+    assert (weights[:, 0] + weights[:, 3] >= 0.2 - 1e-12).all() and weights[:, 0].max() == pytest.approx(0.2)
+    assert weights.diff(dim=0).abs().max() < 5e-3  # steps of 1/2000 in theta; a jump at the floor would be 0.4
 
 
 def test_the_gce_point_follows_q():

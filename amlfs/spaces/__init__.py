@@ -11,7 +11,7 @@ from amlfs.spaces.base import LossSpace
 
 BUILDERS = {
     **{variant: partial(amlfs.build, variant) for variant in amlfs.VARIANTS},
-    "mixture": lambda scale, max_gap=None: mixture.MixtureSpace(max_gap),
+    "mixture": lambda scale, max_gap=None, min_active=0.0: mixture.MixtureSpace(max_gap, min_active),
     "poly": lambda scale, terms=3: poly.PolySpace(terms),
     "barron": lambda scale: barron.BarronSpace(),
 }
