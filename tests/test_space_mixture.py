@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from amlfs.losses import BASELINES, GeneralizedCrossEntropy
+from amlfs.losses import BASELINES, GeneralizedCrossEntropy, load_loss
 from amlfs.losses.robust import RCE_LOG_ZERO
 from amlfs.search import execute
 from amlfs.spaces import build_space
@@ -141,10 +141,14 @@ def test_project_keeps_the_centre_off_flat_faces_and_the_loss_at_it():
     assert torch.equal(SPACE.project(deep_in_ce), deep_in_ce)  # max_gap=null: anywhere
 
 
-def test_the_search_keeps_every_centre_within_max_gap(tmp_path):
+def test_the_search_keeps_every_centre_within_max_gap_and_its_loss_above_the_floor(tmp_path):
     cfg = compose_search(["experiment=smoke", "device=cpu", "space=mixture", "space.max_gap=1.0", "controller.lr=2.0",
-                          "search.population=4", "search.epochs=2", "dataset.max_train=2000"])
+                          "space.min_active=0.3", "search.population=4", "search.epochs=2", "dataset.max_train=2000"])
     mus = torch.tensor([epoch["mu"] for epoch in execute(cfg, tmp_path)["epochs"]], dtype=torch.float64)
     gaps = (mus[:, :4].max(1, keepdim=True).values - mus[:, :4]).max(1).values
     assert (gaps <= 1.0 + 1e-12).all() and ((mus[:, 4] >= Q_RANGE[0]) & (mus[:, 4] <= Q_RANGE[1])).all()
     assert gaps.max() == pytest.approx(1.0)  # Adam steps of 2.0 went further: the bound was what held the centre
+    taken_home = load_loss(tmp_path)
+    shares = taken_home.space.parameters(taken_home.theta)[0][0] / torch.tensor([1.0, 2.0, 1.0, 1.0], dtype=torch.float64)
+    assert shares.sum() == pytest.approx(1.0) and shares[0] + shares[3] >= 0.3 - 1e-12
+    assert taken_home.space.min_active == 0.3
