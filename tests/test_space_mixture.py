@@ -9,7 +9,7 @@ from amlfs.losses import BASELINES, GeneralizedCrossEntropy, load_loss
 from amlfs.losses.robust import RCE_LOG_ZERO
 from amlfs.search import execute
 from amlfs.spaces import build_space
-from amlfs.spaces.mixture import Q_RANGE
+from amlfs.spaces.mixture import Q_RANGE, TERM_SCALE
 
 from conftest import compose_search, loss_ratio, softmax_row
 
@@ -44,7 +44,7 @@ def floored(shares: list[float], floor: float) -> list[float]:
 def reference(theta: list[float], logits: list[float], y: int, floor: float = 0.0) -> float:
     p = softmax_row(logits)
     shares = floored(simplex_by_scan(theta[:4]), floor)
-    w_ce, w_mae, w_gce, w_nce = (pi * scale for pi, scale in zip(shares, (1, 2, 1, 1)))
+    w_ce, w_mae, w_gce, w_nce = (pi * scale for pi, scale in zip(shares, TERM_SCALE))
     q = min(max(theta[4], Q_RANGE[0]), Q_RANGE[1])
     ce = -math.log(p[y])
     nce = ce / sum(-math.log(pk) for pk in p)
@@ -57,7 +57,7 @@ def test_random_parameters_match_the_per_sample_reference(floor):
     theta = SPACE.identity() + torch.randn(8, SPACE.dim, generator=g, dtype=torch.float64)
     theta[0, 4], theta[1, 4] = -3.0, 4.0  # q clamped at both ends
     theta[6, :4] = torch.tensor([-2.0, 1.0, 0.6, -2.0])  # passive only: CE fills the floor
-    theta[7, :4] = torch.tensor([-2.0, 1.0, -1.0, -0.9])  # NCE under any floor above 0.05
+    theta[7, :4] = torch.tensor([-2.0, 1.0, -1.0, 0.1])  # NCE share 0.05: CE tops it up under floor 0.3
     space = build_space("mixture", min_active=floor)
     got = space.loss(theta, LOGITS, TARGET)
     for b in range(len(theta)):
@@ -149,6 +149,6 @@ def test_the_search_keeps_every_centre_within_max_gap_and_its_loss_above_the_flo
     assert (gaps <= 1.0 + 1e-12).all() and ((mus[:, 4] >= Q_RANGE[0]) & (mus[:, 4] <= Q_RANGE[1])).all()
     assert gaps.max() == pytest.approx(1.0)  # Adam steps of 2.0 went further: the bound was what held the centre
     taken_home = load_loss(tmp_path)
-    shares = taken_home.space.parameters(taken_home.theta)[0][0] / torch.tensor([1.0, 2.0, 1.0, 1.0], dtype=torch.float64)
+    shares = taken_home.space.parameters(taken_home.theta)[0][0] / torch.tensor(TERM_SCALE, dtype=torch.float64)
     assert shares.sum() == pytest.approx(1.0) and shares[0] + shares[3] >= 0.3 - 1e-12
     assert taken_home.space.min_active == 0.3

@@ -21,6 +21,10 @@ a little CE). With ``min_active`` > 0 the simplex share of CE + NCE is at least 
 gap and MAE and GCE give up that share in proportion, so the MAE vertex becomes SCE-like. The weights stay
 continuous in theta; CE, NCE, NCE+RCE and SCE(0.1, 1) (CE share 0.02125) stay points for any ``min_active`` up to
 0.02125, and 0.02125 turns the MAE vertex into SCE(0.1, 1) itself.
+
+Points of the family (the project's own baselines, up to an overall positive factor where one is given):
+CE = (1, 0, 0, 0); MAE = 2 (1 - p_y) = (0, 1, 0, 0); GCE(q) = (0, 0, 1, 0, q); SCE(alpha, beta) = alpha CE
+- A beta (1 - p_y), A = RCE_LOG_ZERO, needs w_mae / w_ce = -A beta / alpha; NCE+RCE likewise with w_nce for w_ce.
 """
 
 from dataclasses import dataclass
