@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from amlfs.controllers import CONTROLLERS
 from amlfs.distributed import run_id
-from amlfs.noise import ASYMMETRIC_MAPS
+from amlfs.noise import PAIR, asymmetric_targets
 from amlfs.reward import REWARDS, TRANSITION_MODELS
 from amlfs.spaces import BUILDERS as SPACES
 from amlfs.spaces.amlfs import VARIANTS as PIECEWISE_SPACES
@@ -252,6 +252,17 @@ def resolve_device(value) -> torch.device:
     return torch.device(value)
 
 
+def _noise_map(cfg: DictConfig) -> None:
+    """Refuse a ``dataset.noise_map`` that is no map; its classes are checked against the data's when it is loaded."""
+    value = _value(cfg, "dataset.noise_map")
+    if value == PAIR:
+        return
+    try:
+        asymmetric_targets(OmegaConf.to_container(value) if isinstance(value, DictConfig) else value)
+    except ValueError as err:
+        _fail("dataset.noise_map", value, str(err))
+
+
 def validate_dataset(cfg: DictConfig) -> None:
     """Raise ConfigError for the first ``dataset.*`` value a search (or an evaluation's data) cannot run with."""
     for key in ("dataset.split_seed", "dataset.noise.seed"):
@@ -270,7 +281,7 @@ def validate_dataset(cfg: DictConfig) -> None:
         _fail("dataset.noise.rate", rate, "dataset.noise.kind is none; set dataset.noise.kind=symmetric or asymmetric")
     _choice(cfg, "dataset.noise.validation", {"clean", "noisy"})
     if noise == "asymmetric":
-        _choice(cfg, "dataset.noise_map", set(ASYMMETRIC_MAPS))
+        _noise_map(cfg)
     for key in ("dataset.download", "dataset.verify"):
         _boolean(cfg, key)
 

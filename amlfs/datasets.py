@@ -20,7 +20,7 @@ from amlfs import atomic
 from amlfs.config import ConfigError
 from amlfs.data import DeviceData, Split, stratified_split
 from amlfs.idx import DataFileError, read_idx
-from amlfs.noise import corrupt_labels
+from amlfs.noise import asymmetric_targets, corrupt_labels
 from amlfs.seeding import derive_seed
 
 
@@ -318,9 +318,15 @@ def load_data(cfg, device: torch.device, augment: bool = False, dtype: torch.dty
     if len(held_out) == 0 or len(rest) == 0:
         raise ConfigError(f"dataset.val_fraction={cfg.val_fraction} is not allowed: it splits {len(train_labels)} training images into {len(rest)} + {len(held_out)}")
     noise = cfg.noise
+    flips = None
+    if noise.kind == "asymmetric":
+        try:
+            flips = asymmetric_targets(cfg.noise_map, arrays.num_classes)
+        except ValueError as err:
+            raise ConfigError(f"dataset.noise_map={cfg.noise_map!r} is not allowed: {err}") from None
     labels = {"train": train_labels[rest], "val": train_labels[held_out]}
     noisy = {
-        part: corrupt_labels(clean, noise.kind, noise.rate, arrays.num_classes, derive_seed(noise.seed, "noise", part), cfg.noise_map)
+        part: corrupt_labels(clean, noise.kind, noise.rate, arrays.num_classes, derive_seed(noise.seed, "noise", part), flips)
         if part == "train" or noise.validation == "noisy" else clean
         for part, clean in labels.items()
     }

@@ -1,4 +1,7 @@
-"""Synthetic label noise: symmetric flips and the standard asymmetric (class-dependent) maps."""
+"""Synthetic label noise: symmetric flips and asymmetric (class-dependent) ones: the standard maps, pair flipping, or
+a map of your own."""
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -22,10 +25,47 @@ ASYMMETRIC_MAPS = {
 }
 
 
-def corrupt_labels(labels: np.ndarray, kind: str, rate: float, num_classes: int, seed: int, class_map: str | None = None) -> np.ndarray:
+PAIR = "pair"
+"""The map of pair flipping (Han et al., NeurIPS 2018): every class to the next, the last to the first."""
+
+
+def _class(value, num_classes: int | None) -> int:
+    """A class index of a map: an integer, or its decimal string (the form JSON gives a mapping's keys)."""
+    if isinstance(value, str) and value.isdecimal():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a class index (an integer >= 0)")
+    if num_classes is not None and value >= num_classes:
+        raise ValueError(f"class {value} is out of range for {num_classes} classes")
+    return value
+
+
+def asymmetric_targets(class_map: str | Mapping | None, num_classes: int | None = None) -> dict[int, int]:
+    """The flips of asymmetric noise, {source class: target class}, from a name of `ASYMMETRIC_MAPS`, `PAIR`, or a
+    mapping of your own ({0: 6, 2: 4}); classes are checked against `num_classes` when it is given."""
+    if isinstance(class_map, Mapping):
+        if not class_map:
+            raise ValueError("an empty map flips nothing")
+        targets = {_class(source, num_classes): _class(target, num_classes) for source, target in class_map.items()}
+        selves = [source for source, target in targets.items() if source == target]
+        if selves:
+            raise ValueError(f"class {selves[0]} is mapped to itself")
+        return targets
+    if class_map == PAIR:
+        if num_classes is None:
+            raise ValueError("pair flipping needs the number of classes")
+        return {c: (c + 1) % num_classes for c in range(num_classes)}
+    if not isinstance(class_map, str) or class_map not in ASYMMETRIC_MAPS:
+        raise ValueError(f"not a noise map: name one of {sorted([*ASYMMETRIC_MAPS, PAIR])} "
+                         "or give a mapping {source: target}")
+    return asymmetric_targets(ASYMMETRIC_MAPS[class_map], num_classes)
+
+
+def corrupt_labels(labels: np.ndarray, kind: str, rate: float, num_classes: int, seed: int,
+                   class_map: str | Mapping | None = None) -> np.ndarray:
     """Noisy copy of `labels`: in each affected class, exactly round(rate * class size) labels, chosen by `seed`, change.
 
-    symmetric: to a uniformly chosen other class. asymmetric: by ASYMMETRIC_MAPS[class_map];
+    symmetric: to a uniformly chosen other class. asymmetric: by `asymmetric_targets` (class_map);
     classes absent from the map keep their labels.
     """
     if kind == "none" or rate == 0:
@@ -33,9 +73,7 @@ def corrupt_labels(labels: np.ndarray, kind: str, rate: float, num_classes: int,
     if kind == "symmetric":
         targets = {c: None for c in range(num_classes)}
     elif kind == "asymmetric":
-        if class_map not in ASYMMETRIC_MAPS:
-            raise ValueError(f"no asymmetric noise map for {class_map!r}; maps exist for {sorted(ASYMMETRIC_MAPS)}")
-        targets = ASYMMETRIC_MAPS[class_map]
+        targets = asymmetric_targets(class_map, num_classes)
     else:
         raise ValueError(f"dataset.noise.kind={kind!r}: choose none, symmetric or asymmetric")
     rng = np.random.default_rng(seed)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amlfs.noise import ASYMMETRIC_MAPS
+from amlfs.noise import asymmetric_targets
 from amlfs.reward import corrected_accuracies
 
 
@@ -30,7 +30,7 @@ def true_transition(dataset: dict, classes: int) -> np.ndarray:
     if noise["kind"] == "symmetric":
         return (1 - noise["rate"]) * transition + noise["rate"] * (1 - transition) / (classes - 1)
     if noise["kind"] == "asymmetric":
-        for source, target in ASYMMETRIC_MAPS[dataset["noise_map"]].items():
+        for source, target in asymmetric_targets(dataset["noise_map"], classes).items():
             transition[source, source], transition[source, target] = 1 - noise["rate"], noise["rate"]
     return transition
 

@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import amlfs
-from amlfs.config import ConfigError
-from amlfs.datasets import load_npz, normalisation
+from amlfs.config import ConfigError, with_defaults
+from amlfs.datasets import load_data, load_npz, normalisation
 from amlfs.environment import describe
 from amlfs.idx import DataFileError
 
@@ -124,18 +124,30 @@ def write_npz(path: Path, channels=3, classes=4, **replace) -> Path:
     return path
 
 
+OWN_NOISE = ["dataset.noise.kind=asymmetric", "dataset.noise.rate=0.3", "dataset.noise_map={0:1,2:3,3:0}"]
+"""Class-dependent noise by a map of one's own: 30% of classes 0, 2 and 3 flipped to 1, 3 and 0."""
+
+
 def own_model_and_data(npz: Path) -> list[str]:
     return ["dataset=arrays", f"dataset.path={npz}", "model=custom", "model._target_=user_models.small_net",
-            "+model.width=4", "space=poly", "dataset.noise.kind=symmetric", "dataset.noise.rate=0.2", *TINY]
+            "+model.width=4", "space=poly", *OWN_NOISE, *TINY]
 
 
 def test_own_model_and_data_search_and_evaluate_from_the_cli(tmp_path):
+    from amlfs.api import compose_config
+
     npz = write_npz(tmp_path / "mine.npz")
     search = run_cli(tmp_path / "run", *own_model_and_data(npz), env=USER_ENV)
     assert search.returncode == 0, search.stderr
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["data"]["num_classes"] == 4 and results["data"]["image_shape"] == [3, 12, 12]
-    assert results["data"]["train"] + results["data"]["val"] == 240 and results["data"]["noise_rate_observed"] > 0.1
+    assert results["data"]["train"] + results["data"]["val"] == 240
+    noisy = load_data(with_defaults(results["config"]).dataset, torch.device("cpu")).train.labels  # the map's keys as JSON wrote them
+    clean_cfg = compose_config("search", [*own_model_and_data(npz), "dataset.noise.kind=none", "dataset.noise.rate=0"])
+    clean = load_data(clean_cfg.dataset, torch.device("cpu")).train.labels
+    changed = noisy != clean
+    assert changed.float().mean() == pytest.approx(0.3 * 3 / 4, abs=0.01) == results["data"]["noise_rate_observed"]
+    assert set(zip(clean[changed].tolist(), noisy[changed].tolist())) == {(0, 1), (2, 3), (3, 0)}
     pixels = np.load(npz)["train_images"].transpose(1, 0, 2, 3).reshape(3, -1) / 255
     np.testing.assert_allclose(results["data"]["mean"], pixels.mean(1), rtol=1e-12)
     weights = torch.load(tmp_path / "run" / "model.pt")
@@ -174,6 +186,7 @@ def test_own_model_and_data_from_python_leave_no_hydra_state(tmp_path, monkeypat
     (["space=amlfs", "model._target_=user_models.linear_net", "~model.width", "+model.scale=10"],
      "is not allowed with space=amlfs, which transforms cosine logits"),
     (["seed=abc"], "seed='abc' is not allowed"),
+    (["dataset.noise_map={0:4}"], "dataset.noise_map={0: 4, 2: 3, 3: 0} is not allowed: class 4 is out of range for 4 classes"),
     (["model._target_=user_models.three_logits", "~model.width"],
      "it returns (2, 3) for 2 images; it must return logits of shape (2, 4)"),
     (["model._target_=user_models.frozen_net", "~model.width"], "the model has no trainable parameters"),
