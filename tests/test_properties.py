@@ -23,8 +23,10 @@ KEYS = [
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12), st.sampled_from(["cpu", "cuda", "amlfs", "ce", "cosine", "linear", "symmetric", "bf16", "float64",
-                                           "arrays", "poly", "cmaes", "mixture", "amlfs.models.nothing", "x.npz"]),
+                                           "arrays", "poly", "cmaes", "mixture", "amlfs.models.nothing", "x.npz",
+                                           "asymmetric", "pair"]),
     st.lists(st.integers(0, 3), max_size=3),
+    st.dictionaries(st.one_of(st.integers(-2, 12), st.text(max_size=2)), st.one_of(st.integers(-2, 12), st.none()), max_size=3),
 )
 BASE = compose_search(["device=cpu"])
 
@@ -32,6 +34,7 @@ BASE = compose_search(["device=cpu"])
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=4))
 @example({"dataset.noise": []})  # a list where a mapping is expected
+@example({"dataset.noise.kind": "asymmetric", "dataset.noise.rate": 0.4, "dataset.noise_map": {"0": None}})
 def test_validator_answers_every_config(changes):
     config = OmegaConf.to_container(BASE)
     for key, value in changes.items():
