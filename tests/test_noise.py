@@ -23,14 +23,15 @@ def test_symmetric_rate_and_targets(rate):
     assert targets[1:].min() > 0.8 * targets[1:].mean()  # uniform over the other nine classes
 
 
-@pytest.mark.parametrize("name,classes,mapping", [
-    *[(name, classes, ASYMMETRIC_MAPS[name]) for name, classes in [("mnist", 10), ("fashion_mnist", 10), ("cifar10", 10), ("cifar100", 100)]],
+@pytest.mark.parametrize("class_map,classes,mapping", [
+    *[(name, classes, ASYMMETRIC_MAPS[name]) for name, classes in [("mnist", 10), ("fashion_mnist", 10), ("cifar10", 10),
+                                                                    ("cifar100", 100)]],
     ("pair", 6, {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 0}),
     ({1: 3, 4: 0}, 5, {1: 3, 4: 0}),
 ])
-def test_asymmetric_noise_follows_the_map(name, classes, mapping):
+def test_asymmetric_noise_follows_the_map(class_map, classes, mapping):
     labels = balanced(classes, 500)
-    noisy = corrupt_labels(labels, "asymmetric", 0.4, classes, seed=0, class_map=name)
+    noisy = corrupt_labels(labels, "asymmetric", 0.4, classes, seed=0, class_map=class_map)
     changed = noisy != labels
     assert all(noisy[i] == mapping[labels[i]] for i in np.flatnonzero(changed))
     for c in range(classes):
