@@ -258,7 +258,7 @@ def _noise_map(cfg: DictConfig) -> None:
     if value == PAIR:
         return
     try:
-        asymmetric_targets(OmegaConf.to_container(value) if isinstance(value, DictConfig) else value)
+        asymmetric_targets(value)
     except ValueError as err:
         _fail("dataset.noise_map", value, str(err))
 
