@@ -320,6 +320,8 @@ def validate(cfg: DictConfig) -> torch.device:
     if controller == "reinforce":
         _real(cfg, "controller.sigma_final", 0, math.inf, low_open=True, high_open=True, optional=True)
         _real(cfg, "controller.lr", 0, math.inf, low_open=False, high_open=True)
+    else:
+        _real(cfg, "controller.mean_lr", 0, 1, low_open=True, high_open=False)
     _integer(cfg, "seed", 0)
     validate_dataset(cfg)
     _choice(cfg, "search.backend", BACKENDS)

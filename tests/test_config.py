@@ -117,6 +117,8 @@ def test_every_experiment_composes_and_validates(name):
         (["dataset.split_seed=x1"], "dataset.split_seed"),
         (["dataset.noise.seed=-1"], "dataset.noise.seed"),
         (["controller=cmaes", "controller.sigma=0"], "controller.sigma"),
+        (["controller=cmaes", "controller.mean_lr=0"], "controller.mean_lr"),
+        (["controller=cmaes", "controller.mean_lr=1.5"], "controller.mean_lr"),
         (["train.compile=fast"], "train.compile"),
         (["device=tpu"], "device"),
         (["device=cuda:7"], "device"),

@@ -1,6 +1,7 @@
 """Both controllers: learning a synthetic reward with a known optimum, seeded samples, state through a checkpoint."""
 
 import io
+import math
 
 import pytest
 import torch
@@ -86,6 +87,21 @@ def test_cmaes_starts_at_the_identity_with_sigma_and_ignores_a_flat_epoch():
     assert (samples - init).std().item() == pytest.approx(sigma, rel=0.35)
     controller.update(samples, torch.full((POPULATION,), 0.5, dtype=torch.float64))
     assert torch.equal(controller.mu, init) and controller.sigma == sigma and controller.steps == 1
+
+
+@pytest.mark.parametrize("mean_lr", [1.0, 0.3])
+def test_cmaes_mean_moves_mean_lr_of_the_way_to_the_weighted_best_half(mean_lr):
+    init = torch.full((DIM,), 0.2, dtype=torch.float64)
+    cfg = compose_search(["controller=cmaes", f"controller.mean_lr={mean_lr}"]).controller
+    controller = build_controller(cfg, init, epochs=100, population=POPULATION, seed=0)
+    samples = controller.sample(POPULATION)
+    rewards = synthetic_reward(samples)
+    controller.update(samples, rewards)
+    half = POPULATION // 2
+    weights = math.log((POPULATION + 1) / 2) - torch.log(torch.arange(1, half + 1, dtype=torch.float64))
+    best = samples[rewards.argsort(descending=True)[:half]]
+    recombined = init + ((weights / weights.sum())[:, None] * (best - init)).sum(0)
+    assert torch.allclose(controller.mu, init + mean_lr * (recombined - init), atol=1e-12)
 
 
 def test_cmaes_asks_exactly_its_population():

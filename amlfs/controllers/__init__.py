@@ -18,7 +18,8 @@ def build_controller(cfg, init: torch.Tensor, epochs: int, population: int, seed
     if cfg.name == "cmaes":
         from amlfs.controllers.cmaes import CMAESController  # pycma takes a second to import: only when chosen
 
-        return CMAESController(init, sigma=cfg.sigma, population=population, seed=seed, learn=cfg.learn)
+        return CMAESController(init, sigma=cfg.sigma, population=population, seed=seed, learn=cfg.learn,
+                              mean_lr=cfg.mean_lr)
     return ReinforceController(init, sigma=cfg.sigma, sigma_final=cfg.sigma_final, lr=cfg.lr, betas=cfg.betas,
                                epochs=epochs, seed=seed, learn=cfg.learn)
 

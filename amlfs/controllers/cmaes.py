@@ -23,13 +23,16 @@ class CMAESController:
 
     Each search epoch asks `population` vectors from N(mean, sigma^2 C), starting at `init` (cross-entropy) with
     C = I and sigma = `sigma`, and tells their negated rewards (CMA-ES minimises); step size and covariance adapt.
+    The mean moves `mean_lr` of the way to the recombination of the best half (pycma's ``CMA_cmean``; 1 is standard
+    CMA-ES, less damps the random walk a flat, noisy reward drives it on).
     An epoch whose rewards are all equal carries no ranking and is not told. With `learn=False` nothing is told:
     samples stay N(init, sigma^2 I), the ablation without search. The strategy object is the whole state.
     """
 
-    def __init__(self, init: torch.Tensor, sigma: float, population: int, seed: int, learn: bool = True):
+    def __init__(self, init: torch.Tensor, sigma: float, population: int, seed: int, learn: bool = True,
+                 mean_lr: float = 1.0):
         options = {
-            "popsize": population, "randn": SeededNormal(seed), "seed": float("nan"),
+            "popsize": population, "randn": SeededNormal(seed), "seed": float("nan"), "CMA_cmean": mean_lr,
             "verbose": -9, "verb_disp": 0, "verb_log": 0, "tolfun": 0, "tolx": 0,
         }
         self.strategy = cma.CMAEvolutionStrategy(init.double().numpy(), sigma, options)
