@@ -24,7 +24,7 @@ class CMAESController:
     Each search epoch asks `population` vectors from N(mean, sigma^2 C), starting at `init` (cross-entropy) with
     C = I and sigma = `sigma`, and tells their negated rewards (CMA-ES minimises); step size and covariance adapt.
     The mean moves `mean_lr` of the way to the recombination of the best half (pycma's ``CMA_cmean``; 1 is standard
-    CMA-ES, less damps the random walk a flat, noisy reward drives it on).
+    CMA-ES; 0.5 did not stop its wandering under a flat reward, RESULTS.md).
     An epoch whose rewards are all equal carries no ranking and is not told. With `learn=False` nothing is told:
     samples stay N(init, sigma^2 I), the ablation without search. The strategy object is the whole state.
     """
